@@ -1,0 +1,250 @@
+//! A line echo server that restarts without dropping a connection.
+//!
+//! Each line received is written back; the line `pid` is answered with
+//! `pid=PID`. On drain, a connection finishes the line in hand, then closes
+//! cleanly (FIN, never RST). SIGHUP or SIGUSR2 restarts, SIGTERM or SIGINT
+//! shuts down.
+//!
+//! ```text
+//! cargo run --example echo --features tokio -- --listen 127.0.0.1:7000
+//! echo hello | nc 127.0.0.1 7000
+//! kill -HUP <pid>
+//! ```
+//!
+//! Flags: `--listen ADDR` (repeatable; `127.0.0.1:7000`, `unix:/path`,
+//! `udp://127.0.0.1:7001`), `--pid-file PATH`, `--ready-timeout SECS`,
+//! `--stop-timeout SECS`, `--kill-timeout SECS`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use handoff::{Address, DrainGroup, Handoff, Tracked};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+
+
+/// How long a closing connection waits for the client to close its side.
+const LINGER: Duration = Duration::from_secs(1);
+
+struct Options {
+    listen: Vec<Address>,
+    pid_file: Option<String>,
+    ready: Option<Duration>,
+    stop: Option<Duration>,
+    kill: Option<Duration>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options { listen: Vec::new(), pid_file: None, ready: None, stop: None, kill: None };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        let secs = |v: String| -> Result<Duration, String> {
+            v.parse::<f64>()
+                .ok()
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .ok_or_else(|| format!("{flag} {v:?}: expected seconds, e.g. 30 or 0.5"))
+        };
+        match flag.as_str() {
+            "--listen" => options.listen.push(value()?.parse().map_err(|e| format!("--listen: {e}"))?),
+            "--pid-file" => options.pid_file = Some(value()?),
+            "--ready-timeout" => options.ready = Some(secs(value()?)?),
+            "--stop-timeout" => options.stop = Some(secs(value()?)?),
+            "--kill-timeout" => options.kill = Some(secs(value()?)?),
+            "-h" | "--help" => {
+                return Err("usage: echo [--listen ADDR]... [--pid-file PATH] [--ready-timeout SECS] \
+                            [--stop-timeout SECS] [--kill-timeout SECS]"
+                    .into());
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    if options.listen.is_empty() {
+        options.listen.push("127.0.0.1:7000".parse().expect("valid default"));
+    }
+    Ok(options)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let options = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("echo: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Take the inherited sockets before the runtime starts its threads.
+    let mut builder = Handoff::builder().on_restart(|result| match result {
+        Ok(pid) => println!("restart complete: successor pid {pid}"),
+        Err(e) => println!("restart failed: {e}"),
+    });
+    if let Some(path) = &options.pid_file {
+        builder = builder.pid_file(path);
+    }
+    if let Some(t) = options.ready {
+        builder = builder.ready_timeout(t);
+    }
+    if let Some(t) = options.stop {
+        builder = builder.stop_timeout(t);
+    }
+    if let Some(t) = options.kill {
+        builder = builder.kill_timeout(t);
+    }
+    let handoff = match builder.build() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("echo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(serve(handoff, options.listen)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("echo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(mut handoff: Handoff, addresses: Vec<Address>) -> Result<(), Box<dyn std::error::Error>> {
+    let group = DrainGroup::new();
+    let pid = std::process::id();
+    for (i, address) in addresses.iter().enumerate() {
+        let name = format!("echo{i}");
+        let listeners = handoff.listeners();
+        match address {
+            Address::Tcp(_) => {
+                let listener: tokio::net::TcpListener = listeners.get_or_bind(&name, address)?;
+                println!("serving tcp://{} with pid {pid}", listener.local_addr()?);
+                tokio::spawn(accept_loop(group.clone(), listener));
+            }
+            Address::Unix(path) => {
+                let listener: tokio::net::UnixListener = listeners.get_or_bind(&name, address)?;
+                println!("serving unix://{} with pid {pid}", path.display());
+                tokio::spawn(accept_loop(group.clone(), listener));
+            }
+            Address::Udp(_) => {
+                let socket: tokio::net::UdpSocket = listeners.get_or_bind(&name, address)?;
+                println!("serving udp://{} with pid {pid}", socket.local_addr()?);
+                tokio::spawn(udp_loop(group.clone(), socket));
+            }
+            other => return Err(format!("unsupported address {other}").into()),
+        }
+    }
+    handoff.run(handoff::tokio::Tokio, group).await?;
+    Ok(())
+}
+
+/// TCP and Unix listeners alike.
+trait Acceptor: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
+    fn accept_one(&self) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
+}
+
+impl Acceptor for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept_one(&self) -> std::io::Result<Self::Stream> {
+        self.accept().await.map(|(s, _)| s)
+    }
+}
+
+impl Acceptor for tokio::net::UnixListener {
+    type Stream = tokio::net::UnixStream;
+    async fn accept_one(&self) -> std::io::Result<Self::Stream> {
+        self.accept().await.map(|(s, _)| s)
+    }
+}
+
+/// Accepts until draining starts, then drops the listener (the successor
+/// holds the same socket, so the kernel queue keeps every pending connection).
+async fn accept_loop(group: DrainGroup, listener: impl Acceptor) {
+    let mut drained = group.signal();
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut drained => break,
+            accepted = listener.accept_one() => match accepted {
+                Ok(stream) => {
+                    tokio::spawn(connection(stream, group.track()));
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, guard: Tracked) {
+    let (read, mut write) = tokio::io::split(stream);
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::new();
+    let mut hammered = guard.hammered();
+    let mut drained = guard.drained();
+    loop {
+        // Idle and draining: close now. A partial line, or bytes already
+        // received, are finished first.
+        if guard.is_draining() && line.is_empty() && reader.buffer().is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            _ = &mut hammered => return,
+            read = reader.read_until(b'\n', &mut line) => match read {
+                Ok(0) => return,
+                Ok(_) if line.ends_with(b"\n") => {
+                    let reply = if line == b"pid\n" {
+                        format!("pid={}\n", std::process::id()).into_bytes()
+                    } else {
+                        std::mem::take(&mut line)
+                    };
+                    line.clear();
+                    if write.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => return, // end of stream inside a line
+                Err(_) => return,
+            },
+            _ = &mut drained, if !guard.is_draining() => {}
+        }
+    }
+    // Close cleanly: send FIN, then read until the client closes, so unread
+    // data never turns the close into a reset that could destroy replies the
+    // client has not read yet.
+    if write.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(LINGER, async {
+        loop {
+            tokio::select! {
+                _ = &mut hammered => return,
+                n = reader.read(&mut sink) => if !matches!(n, Ok(n) if n > 0) { return },
+            }
+        }
+    })
+    .await;
+}
+
+/// Echoes datagrams until draining starts.
+async fn udp_loop(group: DrainGroup, socket: tokio::net::UdpSocket) {
+    let mut drained = group.signal();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut drained => break,
+            received = socket.recv_from(&mut buf) => if let Ok((n, peer)) = received {
+                let _ = socket.send_to(&buf[..n], peer).await;
+            },
+        }
+    }
+}

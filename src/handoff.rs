@@ -1,0 +1,276 @@
+//! [`Handoff`]: the entry point. Takes what the previous generation passed,
+//! hands out listeners, and runs the restart driver.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_channel::mpsc;
+
+use crate::drain::Drainable;
+use crate::error::{Error, Result};
+use crate::handle::{Command as HandleCommand, Handle};
+use crate::inherited::{Inheritance, ParentLink};
+use crate::listener::InheritedListener;
+use crate::machine::{ExitReason, Timeouts};
+use crate::registry::Listeners;
+use crate::runtime::{Runtime, Signal};
+use crate::spawn::Command;
+
+type Hook<A, R> = Box<dyn FnMut(A) -> R + Send>;
+
+#[derive(Default)]
+pub(crate) struct Hooks {
+    pub before_spawn: Option<Hook<(), std::result::Result<(), String>>>,
+    pub on_ready: Option<Hook<(), ()>>,
+    pub on_drain: Option<Hook<(), ()>>,
+    pub on_restart_result: Option<Box<dyn FnMut(&Result<u32>) + Send>>,
+}
+
+/// Configures a [`Handoff`].
+///
+/// Defaults: ready timeout 30 s, stop timeout 30 s, kill timeout 10 s;
+/// SIGHUP and SIGUSR2 restart, SIGTERM and SIGINT shut down; no pid file; the
+/// successor is the executable path this process was started from, with the
+/// same arguments.
+#[must_use]
+pub struct Builder {
+    timeouts: Timeouts,
+    restart_signals: Vec<Signal>,
+    shutdown_signals: Vec<Signal>,
+    pid_file: Option<PathBuf>,
+    executable: Option<PathBuf>,
+    args: Option<Vec<OsString>>,
+    hooks: Hooks,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("timeouts", &self.timeouts)
+            .field("restart_signals", &self.restart_signals)
+            .field("shutdown_signals", &self.shutdown_signals)
+            .field("pid_file", &self.pid_file)
+            .field("executable", &self.executable)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            timeouts: Timeouts::default(),
+            restart_signals: vec![Signal::Hup, Signal::Usr2],
+            shutdown_signals: vec![Signal::Term, Signal::Int],
+            pid_file: None,
+            executable: None,
+            args: None,
+            hooks: Hooks::default(),
+        }
+    }
+}
+
+impl Builder {
+    /// How long a successor has to become ready before it is killed (default 30 s).
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.ready = timeout;
+        self
+    }
+
+    /// How long in-flight work may run once draining starts before it is
+    /// aborted (default 30 s).
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.stop = timeout;
+        self
+    }
+
+    /// How long after the abort the process exits whatever remains (default 10 s).
+    pub fn kill_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.kill = timeout;
+        self
+    }
+
+    /// Signals that start a restart (default SIGHUP, SIGUSR2); empty for none.
+    pub fn restart_signals(mut self, signals: &[Signal]) -> Self {
+        self.restart_signals = signals.to_vec();
+        self
+    }
+
+    /// Signals that start a graceful shutdown (default SIGTERM, SIGINT); empty for none.
+    pub fn shutdown_signals(mut self, signals: &[Signal]) -> Self {
+        self.shutdown_signals = signals.to_vec();
+        self
+    }
+
+    /// Writes the pid of the generation that accepts to `path` (atomically,
+    /// when it becomes ready) and removes it on shutdown.
+    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.pid_file = Some(path.into());
+        self
+    }
+
+    /// Starts the successor from `path` instead of the path this process was
+    /// started from.
+    pub fn executable(mut self, path: impl Into<PathBuf>) -> Self {
+        self.executable = Some(path.into());
+        self
+    }
+
+    /// Gives the successor these arguments (argv[0] first) instead of this
+    /// process's own.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
+        self.args = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Runs before a successor is spawned (release what the successor needs,
+    /// as grace's `PreStartProcess`); an error cancels that restart.
+    pub fn before_spawn(
+        mut self,
+        mut hook: impl FnMut() -> std::result::Result<(), String> + Send + 'static,
+    ) -> Self {
+        self.hooks.before_spawn = Some(Box::new(move |()| hook()));
+        self
+    }
+
+    /// Runs once this generation accepts and has told its parent so.
+    pub fn on_ready(mut self, mut hook: impl FnMut() + Send + 'static) -> Self {
+        self.hooks.on_ready = Some(Box::new(move |()| hook()));
+        self
+    }
+
+    /// Runs when this generation starts draining (successor ready, or shutdown).
+    pub fn on_drain(mut self, mut hook: impl FnMut() + Send + 'static) -> Self {
+        self.hooks.on_drain = Some(Box::new(move |()| hook()));
+        self
+    }
+
+    /// Runs after every restart attempt, with the successor's pid or the
+    /// error, whoever asked for it (signal or [`Handle::restart`]).
+    pub fn on_restart(mut self, hook: impl FnMut(&Result<u32>) + Send + 'static) -> Self {
+        self.hooks.on_restart_result = Some(Box::new(hook));
+        self
+    }
+
+    /// Takes the sockets passed by the previous generation (or systemd) and
+    /// removes the protocol's variables from the environment.
+    ///
+    /// Call it early in `main`, before starting threads that read the
+    /// environment: removing variables is not thread-safe on every libc.
+    pub fn build(self) -> Result<Handoff> {
+        let inheritance = Inheritance::from_env()?;
+        let mut command = Command::from_startup()
+            .map_err(|e| Error::io("cannot determine the executable to restart", e))?;
+        if let Some(path) = self.executable {
+            command.path = path;
+        }
+        if let Some(args) = self.args {
+            command.args = args;
+        }
+        let (tx, rx) = mpsc::unbounded();
+        Ok(Handoff {
+            timeouts: self.timeouts,
+            restart_signals: self.restart_signals,
+            shutdown_signals: self.shutdown_signals,
+            pid_file: self.pid_file,
+            command,
+            hooks: self.hooks,
+            listeners: Listeners::new(inheritance.slots),
+            parent: inheritance.parent,
+            tx,
+            rx,
+        })
+    }
+}
+
+/// One generation of a restartable server.
+///
+/// ```no_run
+/// # #[cfg(feature = "tokio")]
+/// # async fn example() -> Result<(), handoff::Error> {
+/// use handoff::{DrainGroup, Handoff};
+///
+/// let mut handoff = Handoff::new()?;
+/// let listener: tokio::net::TcpListener = handoff.listen("http", "127.0.0.1:8080")?;
+/// let group = DrainGroup::new();
+/// // ... spawn an accept loop on `listener` that tracks connections in `group`
+/// //     and stops accepting when `group.signal()` resolves ...
+/// handoff.run(handoff::tokio::Tokio, group).await?;
+/// # Ok(()) }
+/// ```
+pub struct Handoff {
+    pub(crate) timeouts: Timeouts,
+    pub(crate) restart_signals: Vec<Signal>,
+    pub(crate) shutdown_signals: Vec<Signal>,
+    pub(crate) pid_file: Option<PathBuf>,
+    pub(crate) command: Command,
+    pub(crate) hooks: Hooks,
+    pub(crate) listeners: Listeners,
+    pub(crate) parent: Option<ParentLink>,
+    pub(crate) tx: mpsc::UnboundedSender<HandleCommand>,
+    pub(crate) rx: mpsc::UnboundedReceiver<HandleCommand>,
+}
+
+impl std::fmt::Debug for Handoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handoff")
+            .field("timeouts", &self.timeouts)
+            .field("listeners", &self.listeners)
+            .field("parent", &self.parent_pid())
+            .field("executable", &self.command.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handoff {
+    /// [`Builder::build`] with the defaults.
+    pub fn new() -> Result<Self> {
+        Self::builder().build()
+    }
+
+    /// A builder with the defaults.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The listener registry.
+    pub fn listeners(&mut self) -> &mut Listeners {
+        &mut self.listeners
+    }
+
+    /// The inherited listener named `name` if it is bound at `address`, else
+    /// a fresh one. `address` is parsed as an [`Address`](crate::Address):
+    /// `127.0.0.1:8080`, `unix:/run/app.sock`, `udp://[::1]:5353`.
+    pub fn listen<L: InheritedListener>(&mut self, name: &str, address: &str) -> Result<L> {
+        let address = address.parse()?;
+        self.listeners.get_or_bind(name, &address)
+    }
+
+    /// A handle to request restarts and shutdown.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// The pid of the previous generation, if this process took over from one.
+    pub fn parent_pid(&self) -> Option<u32> {
+        self.parent.as_ref().map(ParentLink::pid)
+    }
+
+    /// The timeouts in force.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// Announces readiness (to the parent, the pid file and systemd) and runs
+    /// the restart driver until this generation is done.
+    ///
+    /// Call it once `server` accepts on every listener. Resolves when the
+    /// generation has drained after a handover or a shutdown; return from
+    /// `main` then. If work is still in flight at stop + kill timeout, the
+    /// process exits with status 1 without returning.
+    pub async fn run<R: Runtime, D: Drainable>(self, runtime: R, server: D) -> Result<ExitReason> {
+        crate::driver::run(self, runtime, server).await
+    }
+}

@@ -1,0 +1,248 @@
+//! Taking what the previous generation (or systemd) passed: the listening
+//! sockets at 3.. and, from a handoff parent, the channel to it.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use rustix::net::{RecvFlags, SendFlags};
+
+use crate::error::Error;
+use crate::protocol::{self, Parsed, Source};
+use crate::sys;
+
+/// One inherited descriptor, not yet claimed by a listener.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub name: String,
+    pub raw: RawFd,
+    pub fd: OwnedFd,
+}
+
+/// Everything inherited at startup.
+#[derive(Debug, Default)]
+pub(crate) struct Inheritance {
+    pub slots: Vec<Slot>,
+    pub parent: Option<ParentLink>,
+}
+
+/// How long a child waits for its parent's identity message. The parent
+/// writes it right after `posix_spawn` returns, so this only matters if the
+/// descriptor is not really a handoff channel.
+const IDENTITY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) fn own_pid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+impl Inheritance {
+    /// Reads the protocol variables, claims the descriptors they announce and
+    /// removes the variables from the environment, whatever the outcome.
+    pub(crate) fn from_env() -> Result<Self, Error> {
+        let result = Self::take();
+        sys::remove_env_vars(&protocol::ALL_VARS);
+        result
+    }
+
+    fn take() -> Result<Self, Error> {
+        let get = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+        let plan = match protocol::parse(get, own_pid())? {
+            Parsed::Nothing => return Ok(Self::default()),
+            Parsed::Ignored(why) => {
+                tracing::warn!("ignoring inherited sockets: {why}");
+                return Ok(Self::default());
+            }
+            Parsed::Take(plan) => plan,
+        };
+        let channel_fd = match plan.source {
+            Source::Activator => None,
+            Source::Parent { channel_fd } => {
+                let bad = |reason: String| Error::InvalidEnv {
+                    var: protocol::ENV_CHANNEL_FD,
+                    value: channel_fd.to_string(),
+                    reason,
+                };
+                let identity = sys::with_borrowed_fd(channel_fd, read_identity)
+                    .map_err(|e| bad(format!("not an open descriptor ({e})")))?
+                    .map_err(|e| bad(e.to_string()))?;
+                if identity != own_pid() {
+                    tracing::warn!(
+                        identity,
+                        "ignoring inherited sockets: the handover was meant for another process"
+                    );
+                    return Ok(Self::default());
+                }
+                Some(channel_fd)
+            }
+        };
+
+        let count = plan.names.len();
+        let mut raws: Vec<RawFd> = (0..count)
+            .map(|i| protocol::LISTEN_FDS_START + i as RawFd)
+            .collect();
+        raws.extend(channel_fd);
+        let claimed = sys::claim_inherited_fds(&raws).ok_or_else(|| Error::InvalidEnv {
+            var: protocol::ENV_LISTEN_FDS,
+            value: count.to_string(),
+            reason: "the inherited descriptors were already taken in this process".into(),
+        })?;
+
+        let mut slots = Vec::with_capacity(count);
+        let mut parent = None;
+        // Claim everything first so that on error every descriptor is closed.
+        let mut owned = Vec::with_capacity(claimed.len());
+        let mut first_error = None;
+        for (raw, fd) in raws.iter().zip(claimed) {
+            match fd {
+                Ok(fd) => owned.push((*raw, fd)),
+                Err(e) => {
+                    first_error.get_or_insert(Error::InvalidFd {
+                        fd: *raw,
+                        name: name_of(&plan.names, *raw),
+                        reason: format!("not an open descriptor ({e})"),
+                    });
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        for (raw, fd) in owned {
+            if Some(raw) == channel_fd {
+                rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)
+                    .map_err(|e| Error::channel("set close-on-exec", e.into()))?;
+                parent = Some(ParentLink {
+                    channel: fd,
+                    pid: rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32),
+                });
+                continue;
+            }
+            let name = name_of(&plan.names, raw);
+            // Every inherited descriptor must at least be a socket; its kind is
+            // checked when a listener claims it.
+            if let Err(e) = rustix::net::sockopt::socket_type(&fd) {
+                return Err(Error::InvalidFd {
+                    fd: raw,
+                    name,
+                    reason: if e == rustix::io::Errno::NOTSOCK {
+                        "not a socket".into()
+                    } else {
+                        format!("cannot query socket type: {e}")
+                    },
+                });
+            }
+            rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC).map_err(|e| {
+                Error::InvalidFd {
+                    fd: raw,
+                    name: name.clone(),
+                    reason: format!("cannot set close-on-exec: {e}"),
+                }
+            })?;
+            slots.push(Slot { name, raw, fd });
+        }
+        tracing::info!(
+            count = slots.len(),
+            names = ?slots.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            from_parent = parent.is_some(),
+            "inherited listening sockets"
+        );
+        Ok(Inheritance { slots, parent })
+    }
+}
+
+fn name_of(names: &[String], raw: RawFd) -> String {
+    names
+        .get((raw - protocol::LISTEN_FDS_START) as usize)
+        .cloned()
+        .unwrap_or_else(|| "handoff channel".into())
+}
+
+/// Reads the parent's identity message: the pid the handover is meant for.
+fn read_identity(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let domain = rustix::net::sockopt::socket_domain(fd)?;
+    if domain != rustix::net::AddressFamily::UNIX {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a Unix socket"));
+    }
+    let mut message = Vec::with_capacity(16);
+    let deadline = std::time::Instant::now() + IDENTITY_TIMEOUT;
+    while !message.ends_with(b"\n") && message.len() < 32 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut pfd = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        let timeout = rustix::event::Timespec::try_from(left).ok();
+        match rustix::event::poll(&mut pfd, timeout.as_ref()) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no identity message from the parent",
+                ));
+            }
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let mut buf = [0u8; 32];
+        match rustix::net::recv(fd, &mut buf, RecvFlags::empty()) {
+            Ok((0, _)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the parent exited before the handover",
+                ));
+            }
+            Ok((n, _)) => message.extend_from_slice(&buf[..n]),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    protocol::parse_identity(&message).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("malformed identity message {:?}", String::from_utf8_lossy(&message)),
+        )
+    })
+}
+
+/// The channel to the parent generation.
+#[derive(Debug)]
+pub(crate) struct ParentLink {
+    channel: OwnedFd,
+    pid: u32,
+}
+
+impl ParentLink {
+    /// The parent's pid.
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Tells the parent this generation accepts: it may stop accepting.
+    pub(crate) fn send_ready(&self) -> Result<(), Error> {
+        loop {
+            match rustix::net::send(&self.channel, &[protocol::READY], SendFlags::NOSIGNAL) {
+                Ok(_) => return Ok(()),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(Error::channel("send ready", e.into())),
+            }
+        }
+    }
+
+    /// Calls `on_exit` from a thread once the parent has exited (its end of
+    /// the channel closed).
+    pub(crate) fn watch(self, on_exit: impl FnOnce() + Send + 'static) {
+        let spawned = std::thread::Builder::new()
+            .name("handoff-parent".into())
+            .spawn(move || {
+                let mut buf = [0u8; 64];
+                loop {
+                    match rustix::net::recv(self.channel.as_fd(), &mut buf, RecvFlags::empty()) {
+                        Ok((0, _)) => break,
+                        Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+                        Err(_) => break,
+                    }
+                }
+                on_exit();
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the parent watcher thread: {e}");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Zero-downtime restarts and graceful shutdown for socket servers.
+//!
+//! A server built on handoff can be replaced by a new build of itself without
+//! refusing, resetting or failing a client request:
+//!
+//! 1. The running process (generation N) gets a restart request: SIGHUP or
+//!    SIGUSR2, or [`Handle::restart`].
+//! 2. It starts the executable path it was started from, with the same
+//!    arguments, and passes every listening socket to it (systemd's
+//!    `LISTEN_FDS` format, see `docs/PROTOCOL.md`).
+//! 3. The new process takes the inherited sockets from its [`Handoff`]
+//!    (never binding them again), builds its app, and says it is ready.
+//! 4. Only then does N stop accepting. The kernel's accept queue is shared, so
+//!    nothing queued is lost. N closes idle connections, lets in-flight work
+//!    finish (see [`Drainable`]), and exits, or aborts what remains at the stop
+//!    timeout and exits at the kill timeout.
+//! 5. If the new process fails to start, exits, or hangs past the ready
+//!    timeout, N kills and reaps it, serves on, and reports the error.
+//!
+//! SIGTERM and SIGINT drain the same way without a successor.
+//!
+//! The core is runtime-neutral: a runtime adapter supplies a timer and a
+//! signal stream ([`Runtime`]) and implements [`InheritedListener`] for its
+//! listener types. Adapters are behind features: `tokio`.
+//!
+//! Linux only: successors are watched through pidfds.
+
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod drain;
+mod driver;
+mod error;
+mod handle;
+mod handoff;
+mod inherited;
+mod listener;
+pub mod machine;
+mod notify;
+mod pidfile;
+pub mod protocol;
+mod registry;
+mod runtime;
+mod socket;
+mod spawn;
+mod sys;
+
+pub use drain::{DrainGroup, DrainSignal, Drainable, Tracked};
+pub use error::{Error, Result};
+pub use handle::Handle;
+pub use handoff::{Builder, Handoff};
+pub use listener::InheritedListener;
+pub use machine::{ExitReason, Timeouts};
+pub use registry::Listeners;
+pub use runtime::{Runtime, Signal};
+pub use socket::{Address, SocketKind};
+
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+#[path = "../adapters/tokio.rs"]
+pub mod tokio;

@@ -1,0 +1,214 @@
+//! Starting the successor and watching it: readiness, exit, reaping.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_channel::mpsc::UnboundedSender;
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+use rustix::process::{PidfdFlags, WaitId, WaitIdOptions};
+
+use crate::error::Error;
+use crate::machine::Event;
+use crate::protocol;
+use crate::sys;
+
+/// What to execute for the next generation.
+#[derive(Debug, Clone)]
+pub(crate) struct Command {
+    /// The executable path, resolved when this process started.
+    pub path: PathBuf,
+    /// argv, including argv[0].
+    pub args: Vec<OsString>,
+}
+
+impl Command {
+    /// The path this process was started from (argv[0] resolved against the
+    /// starting directory and `PATH`) and its arguments.
+    ///
+    /// `/proc/self/exe` is not used: once a new build is installed over the
+    /// old file it names a deleted file, and the point is to start the new one.
+    pub(crate) fn from_startup() -> io::Result<Self> {
+        let args: Vec<OsString> = std::env::args_os().collect();
+        let argv0 = args.first().cloned().unwrap_or_default();
+        let path = resolve_argv0(Path::new(&argv0)).or_else(|| std::env::current_exe().ok());
+        let path = path.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("cannot find the executable {argv0:?} was started as"),
+            )
+        })?;
+        Ok(Command { path, args })
+    }
+}
+
+fn resolve_argv0(argv0: &Path) -> Option<PathBuf> {
+    if argv0.as_os_str().is_empty() {
+        return None;
+    }
+    if argv0.as_os_str().as_bytes().contains(&b'/') {
+        return std::path::absolute(argv0).ok();
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(argv0))
+        .find(|candidate| rustix::fs::access(candidate, rustix::fs::Access::EXEC_OK).is_ok())
+        .and_then(|p| std::path::absolute(p).ok())
+}
+
+/// A started successor.
+#[derive(Debug)]
+pub(crate) struct Successor {
+    pub pid: u32,
+    pidfd: Arc<OwnedFd>,
+}
+
+impl Successor {
+    /// Sends SIGKILL. Safe against pid reuse: it goes through a pidfd.
+    pub(crate) fn kill(&self) {
+        match rustix::process::pidfd_send_signal(&*self.pidfd, rustix::process::Signal::KILL) {
+            Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+            Err(e) => tracing::error!(pid = self.pid, "cannot kill successor: {e}"),
+        }
+    }
+}
+
+/// Starts `command` with `listeners` at 3.. and the channel after them, and a
+/// thread that reports [`Event::ChildReady`] and [`Event::ChildExited`] (after
+/// reaping it) on `events`.
+pub(crate) fn spawn(
+    command: &Command,
+    listeners: &[(String, OwnedFd)],
+    events: UnboundedSender<Event>,
+) -> Result<Successor, Error> {
+    let spawn_err = |e: io::Error| Error::Spawn {
+        path: command.path.clone(),
+        source: Arc::new(e),
+    };
+    let (ours, theirs) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| Error::channel("create", e.into()))?;
+
+    let count = listeners.len() as RawFd;
+    let channel_target = protocol::LISTEN_FDS_START + count;
+    // Move every source above the targets, so no dup2 in the child overwrites
+    // a source it still needs. The copies are close-on-exec here and dropped
+    // once the child has its own.
+    let above = channel_target + 1;
+    let dup = |fd: &OwnedFd| {
+        rustix::io::fcntl_dupfd_cloexec(fd, above).map_err(|e| spawn_err(e.into()))
+    };
+    let mut sources = listeners.iter().map(|(_, fd)| dup(fd)).collect::<Result<Vec<_>, _>>()?;
+    sources.push(dup(&theirs)?);
+    drop(theirs);
+    let fd_map: Vec<_> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, fd)| (fd.as_fd(), protocol::LISTEN_FDS_START + i as RawFd))
+        .collect();
+
+    let names: Vec<&str> = listeners.iter().map(|(n, _)| n.as_str()).collect();
+    let mut env: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
+        .filter(|(k, _)| !protocol::ALL_VARS.iter().any(|v| k.as_bytes() == v.as_bytes()))
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect();
+    let mut set = |k: &str, v: String| env.push((k.as_bytes().to_vec(), v.into_bytes()));
+    set(protocol::ENV_PROTOCOL, protocol::VERSION.to_string());
+    set(protocol::ENV_LISTEN_FDS, count.to_string());
+    set(protocol::ENV_LISTEN_FDNAMES, names.join(":"));
+    set(protocol::ENV_CHANNEL_FD, channel_target.to_string());
+
+    let args: Vec<&std::ffi::OsStr> = command.args.iter().map(OsString::as_os_str).collect();
+    let pid = sys::spawn(&command.path, &args, &env, &fd_map).map_err(spawn_err)?;
+    drop(fd_map);
+    drop(sources);
+    let raw_pid = pid.as_raw_nonzero().get() as u32;
+
+    let pidfd = match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(fd) => Arc::new(fd),
+        Err(e) => {
+            // Without a pidfd we cannot watch it safely; kill it by pid (it is
+            // our unreaped child, so the pid cannot have been reused) and reap.
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            return Err(spawn_err(io::Error::other(format!("pidfd_open failed: {e}"))));
+        }
+    };
+
+    // The identity message stands in for LISTEN_PID. If the child is already
+    // gone the write fails; the watcher reports its exit.
+    let _ = send_all(&ours, &protocol::identity_message(raw_pid));
+
+    let watcher_pidfd = pidfd.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("handoff-child-{raw_pid}"))
+        .spawn(move || watch(raw_pid, ours, watcher_pidfd, events));
+    let successor = Successor { pid: raw_pid, pidfd };
+    if let Err(e) = thread {
+        successor.kill();
+        let _ = rustix::process::waitid(WaitId::PidFd(successor.pidfd.as_fd()), WaitIdOptions::EXITED);
+        return Err(spawn_err(e));
+    }
+    tracing::info!(pid = raw_pid, path = %command.path.display(), "started successor");
+    Ok(successor)
+}
+
+fn send_all(fd: &OwnedFd, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match rustix::net::send(fd, bytes, SendFlags::NOSIGNAL) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Waits for the ready byte (or end-of-file), then reaps the child.
+///
+/// The channel stays open until the child exits: the child takes its closing
+/// as the sign that this (parent) process has exited.
+fn watch(pid: u32, channel: OwnedFd, pidfd: Arc<OwnedFd>, events: UnboundedSender<Event>) {
+    let mut byte = [0u8; 1];
+    loop {
+        match rustix::net::recv(&channel, &mut byte, RecvFlags::empty()) {
+            Ok((1, _)) if byte[0] == protocol::READY => {
+                let _ = events.unbounded_send(Event::ChildReady { pid });
+                break;
+            }
+            Ok((0, _)) => break,
+            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                tracing::warn!(pid, "handover channel to the successor failed: {e}");
+                break;
+            }
+        }
+    }
+    let status = loop {
+        match rustix::process::waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED) {
+            Ok(Some(status)) => break describe(&status),
+            Ok(None) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => break format!("unknown ({e})"),
+        }
+    };
+    drop(channel);
+    let _ = events.unbounded_send(Event::ChildExited { pid, status });
+}
+
+fn describe(status: &rustix::process::WaitIdStatus) -> String {
+    if let Some(code) = status.exit_status() {
+        format!("exit status {code}")
+    } else if let Some(sig) = status.terminating_signal() {
+        format!("killed by signal {sig}")
+    } else {
+        "ended".into()
+    }
+}
