@@ -30,7 +30,8 @@ impl Runtime for Tokio {
         for &sig in signals {
             let mut stream = signal(SignalKind::from_raw(sig.as_raw()))
                 .map_err(|e| Error::io(format!("cannot install a handler for {sig}"), e))?;
-            let s = futures_util::stream::poll_fn(move |cx| stream.poll_recv(cx)).map(move |()| sig);
+            let s =
+                futures_util::stream::poll_fn(move |cx| stream.poll_recv(cx)).map(move |()| sig);
             all.push(s.boxed());
         }
         Ok(all.boxed())

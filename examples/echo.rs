@@ -21,7 +21,6 @@ use std::time::Duration;
 use handoff::{Address, DrainGroup, Handoff, Tracked};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
-
 /// How long a closing connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_secs(1);
 
@@ -34,7 +33,13 @@ struct Options {
 }
 
 fn parse_args() -> Result<Options, String> {
-    let mut options = Options { listen: Vec::new(), pid_file: None, ready: None, stop: None, kill: None };
+    let mut options = Options {
+        listen: Vec::new(),
+        pid_file: None,
+        ready: None,
+        stop: None,
+        kill: None,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -45,21 +50,27 @@ fn parse_args() -> Result<Options, String> {
                 .ok_or_else(|| format!("{flag} {v:?}: expected seconds, e.g. 30 or 0.5"))
         };
         match flag.as_str() {
-            "--listen" => options.listen.push(value()?.parse().map_err(|e| format!("--listen: {e}"))?),
+            "--listen" => options
+                .listen
+                .push(value()?.parse().map_err(|e| format!("--listen: {e}"))?),
             "--pid-file" => options.pid_file = Some(value()?),
             "--ready-timeout" => options.ready = Some(secs(value()?)?),
             "--stop-timeout" => options.stop = Some(secs(value()?)?),
             "--kill-timeout" => options.kill = Some(secs(value()?)?),
             "-h" | "--help" => {
-                return Err("usage: echo [--listen ADDR]... [--pid-file PATH] [--ready-timeout SECS] \
+                return Err(
+                    "usage: echo [--listen ADDR]... [--pid-file PATH] [--ready-timeout SECS] \
                             [--stop-timeout SECS] [--kill-timeout SECS]"
-                    .into());
+                        .into(),
+                );
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
     }
     if options.listen.is_empty() {
-        options.listen.push("127.0.0.1:7000".parse().expect("valid default"));
+        options
+            .listen
+            .push("127.0.0.1:7000".parse().expect("valid default"));
     }
     Ok(options)
 }
@@ -112,7 +123,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(mut handoff: Handoff, addresses: Vec<Address>) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(
+    mut handoff: Handoff,
+    addresses: Vec<Address>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let group = DrainGroup::new();
     let pid = std::process::id();
     for (i, address) in addresses.iter().enumerate() {

@@ -70,8 +70,9 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
         handoff.listeners.close_unclaimed();
         let pid = own_pid();
         if let Some(path) = &handoff.pid_file {
-            pidfile::write(path, pid)
-                .map_err(|e| crate::Error::io(format!("cannot write pid file {}", path.display()), e))?;
+            pidfile::write(path, pid).map_err(|e| {
+                crate::Error::io(format!("cannot write pid file {}", path.display()), e)
+            })?;
         }
         let (events_tx, events_rx) = mpsc::unbounded();
         let parent_alive = match handoff.parent.take() {
@@ -79,7 +80,10 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
                 let parent_pid = parent.pid();
                 match parent.send_ready() {
                     Ok(()) => {
-                        tracing::info!(parent = parent_pid, "ready; the previous generation drains");
+                        tracing::info!(
+                            parent = parent_pid,
+                            "ready; the previous generation drains"
+                        );
                         let tx = events_tx.clone();
                         parent.watch(move || {
                             let _ = tx.unbounded_send(Event::ParentExited);
@@ -234,7 +238,7 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
                     Ok(pid) => tracing::info!(successor = pid, "restart complete"),
                     Err(e) => tracing::error!("restart failed: {e}"),
                 }
-                if matches!(result, Err(_)) {
+                if result.is_err() {
                     self.successor = None;
                 }
                 if let Some(hook) = self.handoff.hooks.on_restart_result.as_mut() {

@@ -18,13 +18,14 @@ use crate::runtime::{Runtime, Signal};
 use crate::spawn::Command;
 
 type Hook<A, R> = Box<dyn FnMut(A) -> R + Send>;
+type ResultHook = Box<dyn FnMut(&Result<u32>) + Send>;
 
 #[derive(Default)]
 pub(crate) struct Hooks {
     pub before_spawn: Option<Hook<(), std::result::Result<(), String>>>,
     pub on_ready: Option<Hook<(), ()>>,
     pub on_drain: Option<Hook<(), ()>>,
-    pub on_restart_result: Option<Box<dyn FnMut(&Result<u32>) + Send>>,
+    pub on_restart_result: Option<ResultHook>,
 }
 
 /// Configures a [`Handoff`].

@@ -161,13 +161,19 @@ fn name_of(names: &[String], raw: RawFd) -> String {
 fn read_identity(fd: BorrowedFd<'_>) -> io::Result<u32> {
     let domain = rustix::net::sockopt::socket_domain(fd)?;
     if domain != rustix::net::AddressFamily::UNIX {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a Unix socket"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a Unix socket",
+        ));
     }
     let mut message = Vec::with_capacity(16);
     let deadline = std::time::Instant::now() + IDENTITY_TIMEOUT;
     while !message.ends_with(b"\n") && message.len() < 32 {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let mut pfd = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        let mut pfd = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
         let timeout = rustix::event::Timespec::try_from(left).ok();
         match rustix::event::poll(&mut pfd, timeout.as_ref()) {
             Ok(0) => {
@@ -196,7 +202,10 @@ fn read_identity(fd: BorrowedFd<'_>) -> io::Result<u32> {
     protocol::parse_identity(&message).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("malformed identity message {:?}", String::from_utf8_lossy(&message)),
+            format!(
+                "malformed identity message {:?}",
+                String::from_utf8_lossy(&message)
+            ),
         )
     })
 }

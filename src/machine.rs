@@ -141,10 +141,22 @@ pub enum Action {
 enum Phase {
     Serving,
     Spawning,
-    AwaitingReady { pid: u32, deadline: Instant },
-    Killing { pid: u32, error: Error },
-    Draining { successor: Option<u32>, stop_at: Instant },
-    Hammered { successor: Option<u32>, exit_at: Instant },
+    AwaitingReady {
+        pid: u32,
+        deadline: Instant,
+    },
+    Killing {
+        pid: u32,
+        error: Error,
+    },
+    Draining {
+        successor: Option<u32>,
+        stop_at: Instant,
+    },
+    Hammered {
+        successor: Option<u32>,
+        exit_at: Instant,
+    },
     Exited,
 }
 
@@ -316,7 +328,10 @@ impl Machine {
         }
         match self.phase.clone() {
             Phase::AwaitingReady { pid: child, .. } if child == pid => {
-                out.push(Action::RestartDone(Err(Error::SuccessorExited { pid, status })));
+                out.push(Action::RestartDone(Err(Error::SuccessorExited {
+                    pid,
+                    status,
+                })));
                 self.phase = Phase::Serving;
             }
             Phase::Killing { pid: child, error } if child == pid => {
@@ -412,7 +427,10 @@ mod tests {
     fn happy_restart_drains_after_ready() {
         let t0 = Instant::now();
         let mut m = Machine::new(Timeouts::default(), false);
-        assert_eq!(names(&m.on(Event::RestartRequested, t0)), ["Notify", "Spawn"]);
+        assert_eq!(
+            names(&m.on(Event::RestartRequested, t0)),
+            ["Notify", "Spawn"]
+        );
         assert!(m.on(Event::ChildSpawned { pid: 7 }, t0).is_empty());
         assert!(m.is_accepting());
         assert_eq!(names(&m.on(Event::RestartRequested, t0)), ["Coalesced"]);
@@ -421,7 +439,10 @@ mod tests {
         assert!(!m.is_accepting());
         assert_eq!(m.deadline(), Some(t0 + secs(31)));
         let acts = m.on(Event::DrainIdle, t0 + secs(2));
-        assert!(matches!(acts[..], [Action::Exit(ExitReason::HandedOver { successor: 7 })]));
+        assert!(matches!(
+            acts[..],
+            [Action::Exit(ExitReason::HandedOver { successor: 7 })]
+        ));
     }
 
     #[test]
@@ -433,10 +454,22 @@ mod tests {
         assert!(m.on(Event::Tick, t0 + secs(29)).is_empty());
         let acts = m.on(Event::Tick, t0 + secs(30));
         assert!(matches!(acts[..], [Action::KillChild { pid: 7 }]));
-        let acts = m.on(Event::ChildExited { pid: 7, status: "killed".into() }, t0 + secs(30));
-        assert!(matches!(&acts[..], [Action::RestartDone(Err(Error::ReadyTimeout { pid: 7, .. }))]));
+        let acts = m.on(
+            Event::ChildExited {
+                pid: 7,
+                status: "killed".into(),
+            },
+            t0 + secs(30),
+        );
+        assert!(matches!(
+            &acts[..],
+            [Action::RestartDone(Err(Error::ReadyTimeout { pid: 7, .. }))]
+        ));
         assert!(m.is_accepting());
-        assert_eq!(names(&m.on(Event::RestartRequested, t0 + secs(31))), ["Notify", "Spawn"]);
+        assert_eq!(
+            names(&m.on(Event::RestartRequested, t0 + secs(31))),
+            ["Notify", "Spawn"]
+        );
     }
 
     #[test]
@@ -469,10 +502,25 @@ mod tests {
         let acts = m.on(Event::ShutdownRequested, t0);
         assert_eq!(
             names(&acts),
-            ["KillChild", "RestartDone", "Notify", "RemovePidFile", "BeginDrain"]
+            [
+                "KillChild",
+                "RestartDone",
+                "Notify",
+                "RemovePidFile",
+                "BeginDrain"
+            ]
         );
-        assert!(m.on(Event::DrainIdle, t0).is_empty(), "must wait for the reap");
-        let acts = m.on(Event::ChildExited { pid: 9, status: "killed".into() }, t0);
+        assert!(
+            m.on(Event::DrainIdle, t0).is_empty(),
+            "must wait for the reap"
+        );
+        let acts = m.on(
+            Event::ChildExited {
+                pid: 9,
+                status: "killed".into(),
+            },
+            t0,
+        );
         assert!(matches!(acts[..], [Action::Exit(ExitReason::Shutdown)]));
     }
 }

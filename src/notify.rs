@@ -26,7 +26,12 @@ pub(crate) fn send(text: &str) -> io::Result<()> {
         Some(abstract_name) => SocketAddrUnix::new_abstract_name(abstract_name)?,
         None => SocketAddrUnix::new(bytes)?,
     };
-    let fd = rustix::net::socket_with(AddressFamily::UNIX, SocketType::DGRAM, SocketFlags::CLOEXEC, None)?;
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
     rustix::net::sendto(&fd, text.as_bytes(), SendFlags::NOSIGNAL, &addr)?;
     Ok(())
 }

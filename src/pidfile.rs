@@ -6,9 +6,12 @@ use std::path::Path;
 /// Writes `pid` to `path` through a temporary file and a rename, so a reader
 /// sees the old pid or the new one, never a partial file.
 pub(crate) fn write(path: &Path, pid: u32) -> io::Result<()> {
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid file path has no file name"))?;
+    let file_name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "pid file path has no file name",
+        )
+    })?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(file_name);
     tmp_name.push(format!(".{pid}.tmp"));
@@ -50,6 +53,10 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "11\n");
         super::remove_if_own(&path, 11).unwrap();
         assert!(!path.exists());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no temp files left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no temp files left"
+        );
     }
 }

@@ -157,10 +157,7 @@ pub fn parse(get: impl Fn(&str) -> Option<String>, own_pid: u32) -> Result<Parse
                 return Err(invalid(
                     ENV_LISTEN_FDNAMES,
                     &joined,
-                    format!(
-                        "holds {} names but {ENV_LISTEN_FDS}={count}",
-                        names.len()
-                    ),
+                    format!("holds {} names but {ENV_LISTEN_FDS}={count}", names.len()),
                 ));
             }
             names
@@ -236,7 +233,10 @@ mod tests {
             run(&[("LISTEN_FDS", "1"), ("LISTEN_PID", "7")]).unwrap(),
             Parsed::Ignored(_)
         ));
-        assert!(matches!(run(&[("LISTEN_FDS", "1")]).unwrap(), Parsed::Ignored(_)));
+        assert!(matches!(
+            run(&[("LISTEN_FDS", "1")]).unwrap(),
+            Parsed::Ignored(_)
+        ));
     }
 
     #[test]
@@ -285,7 +285,13 @@ mod tests {
             ("HANDOFF_PROTOCOL", "1"),
         ])
         .unwrap();
-        assert!(matches!(ok, Parsed::Take(Plan { source: Source::Parent { channel_fd: 5 }, .. })));
+        assert!(matches!(
+            ok,
+            Parsed::Take(Plan {
+                source: Source::Parent { channel_fd: 5 },
+                ..
+            })
+        ));
     }
 
     #[test]

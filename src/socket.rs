@@ -96,7 +96,10 @@ impl FromStr for Address {
             rest.parse::<SocketAddr>()
                 .map_err(|_| bad("expected IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8080"))
         };
-        if let Some(path) = input.strip_prefix("unix://").or_else(|| input.strip_prefix("unix:")) {
+        if let Some(path) = input
+            .strip_prefix("unix://")
+            .or_else(|| input.strip_prefix("unix:"))
+        {
             if path.is_empty() {
                 return Err(bad("empty Unix socket path"));
             }
@@ -278,7 +281,10 @@ mod tests {
         let unix: Address = "unix:/tmp/a.sock".parse().unwrap();
         assert_eq!(unix, "unix:///tmp/a.sock".parse().unwrap());
         assert_eq!(unix.to_string(), "unix:///tmp/a.sock");
-        assert_eq!("udp://[::1]:53".parse::<Address>().unwrap().kind(), SocketKind::Udp);
+        assert_eq!(
+            "udp://[::1]:53".parse::<Address>().unwrap().kind(),
+            SocketKind::Udp
+        );
     }
 
     #[test]
@@ -301,10 +307,14 @@ mod tests {
     #[test]
     fn adopt_rejects_the_wrong_kind() {
         let udp = bind_fresh(&"udp://127.0.0.1:0".parse().unwrap(), |_| Ok(())).unwrap();
-        let err = adopt(&udp, 3, "http", SocketKind::Tcp).unwrap_err().to_string();
+        let err = adopt(&udp, 3, "http", SocketKind::Tcp)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("fd 3") && err.contains("SOCK_DGRAM"), "{err}");
         let file = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
-        let err = adopt(&file, 3, "http", SocketKind::Tcp).unwrap_err().to_string();
+        let err = adopt(&file, 3, "http", SocketKind::Tcp)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a socket"), "{err}");
         let tcp = bind_fresh(&"127.0.0.1:0".parse().unwrap(), |_| Ok(())).unwrap();
         adopt(&tcp, 3, "http", SocketKind::Tcp).unwrap();

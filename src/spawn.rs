@@ -102,10 +102,12 @@ pub(crate) fn spawn(
     // a source it still needs. The copies are close-on-exec here and dropped
     // once the child has its own.
     let above = channel_target + 1;
-    let dup = |fd: &OwnedFd| {
-        rustix::io::fcntl_dupfd_cloexec(fd, above).map_err(|e| spawn_err(e.into()))
-    };
-    let mut sources = listeners.iter().map(|(_, fd)| dup(fd)).collect::<Result<Vec<_>, _>>()?;
+    let dup =
+        |fd: &OwnedFd| rustix::io::fcntl_dupfd_cloexec(fd, above).map_err(|e| spawn_err(e.into()));
+    let mut sources = listeners
+        .iter()
+        .map(|(_, fd)| dup(fd))
+        .collect::<Result<Vec<_>, _>>()?;
     sources.push(dup(&theirs)?);
     drop(theirs);
     let fd_map: Vec<_> = sources
@@ -116,7 +118,11 @@ pub(crate) fn spawn(
 
     let names: Vec<&str> = listeners.iter().map(|(n, _)| n.as_str()).collect();
     let mut env: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
-        .filter(|(k, _)| !protocol::ALL_VARS.iter().any(|v| k.as_bytes() == v.as_bytes()))
+        .filter(|(k, _)| {
+            !protocol::ALL_VARS
+                .iter()
+                .any(|v| k.as_bytes() == v.as_bytes())
+        })
         .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
         .collect();
     let mut set = |k: &str, v: String| env.push((k.as_bytes().to_vec(), v.into_bytes()));
@@ -138,7 +144,9 @@ pub(crate) fn spawn(
             // our unreaped child, so the pid cannot have been reused) and reap.
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
-            return Err(spawn_err(io::Error::other(format!("pidfd_open failed: {e}"))));
+            return Err(spawn_err(io::Error::other(format!(
+                "pidfd_open failed: {e}"
+            ))));
         }
     };
 
@@ -150,10 +158,16 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name(format!("handoff-child-{raw_pid}"))
         .spawn(move || watch(raw_pid, ours, watcher_pidfd, events));
-    let successor = Successor { pid: raw_pid, pidfd };
+    let successor = Successor {
+        pid: raw_pid,
+        pidfd,
+    };
     if let Err(e) = thread {
         successor.kill();
-        let _ = rustix::process::waitid(WaitId::PidFd(successor.pidfd.as_fd()), WaitIdOptions::EXITED);
+        let _ = rustix::process::waitid(
+            WaitId::PidFd(successor.pidfd.as_fd()),
+            WaitIdOptions::EXITED,
+        );
         return Err(spawn_err(e));
     }
     tracing::info!(pid = raw_pid, path = %command.path.display(), "started successor");

@@ -170,7 +170,10 @@ pub(crate) fn spawn(
 ///
 /// Used to read the handover channel's identity message before deciding
 /// whether the inherited descriptors belong to this process at all.
-pub(crate) fn with_borrowed_fd<R>(raw: RawFd, f: impl FnOnce(BorrowedFd<'_>) -> R) -> io::Result<R> {
+pub(crate) fn with_borrowed_fd<R>(
+    raw: RawFd,
+    f: impl FnOnce(BorrowedFd<'_>) -> R,
+) -> io::Result<R> {
     // SAFETY: the borrow does not outlive this call; F_GETFD has no effect and
     // fails with EBADF if `raw` is not open.
     let fd = unsafe { BorrowedFd::borrow_raw(raw) };
