@@ -238,8 +238,9 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
                     Ok(pid) => tracing::info!(successor = pid, "restart complete"),
                     Err(e) => tracing::error!("restart failed: {e}"),
                 }
-                if result.is_err() {
+                if result.is_err() && self.machine.is_accepting() {
                     self.successor = None;
+                    self.restore_pid_file();
                 }
                 if let Some(hook) = self.handoff.hooks.on_restart_result.as_mut() {
                     hook(&result);
@@ -267,6 +268,21 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
             }
         }
         None
+    }
+
+    /// A failed successor may have written its pid before dying; this
+    /// generation still accepts, so the pid file names it again.
+    fn restore_pid_file(&self) {
+        let Some(path) = &self.handoff.pid_file else {
+            return;
+        };
+        let own = own_pid();
+        let current = std::fs::read_to_string(path).ok();
+        if current.as_deref().map(str::trim) != Some(own.to_string().as_str()) {
+            if let Err(e) = pidfile::write(path, own) {
+                tracing::warn!(path = %path.display(), "cannot restore pid file: {e}");
+            }
+        }
     }
 
     fn spawn(&mut self) -> Event {

@@ -118,19 +118,14 @@ impl Inheritance {
                 continue;
             }
             let name = name_of(&plan.names, raw);
-            // Every inherited descriptor must at least be a socket; its kind is
-            // checked when a listener claims it.
-            if let Err(e) = rustix::net::sockopt::socket_type(&fd) {
-                return Err(Error::InvalidFd {
-                    fd: raw,
-                    name,
-                    reason: if e == rustix::io::Errno::NOTSOCK {
-                        "not a socket".into()
-                    } else {
-                        format!("cannot query socket type: {e}")
-                    },
-                });
-            }
+            // Every inherited descriptor must be a socket, and a stream socket
+            // must be listening; the family and type are checked when a
+            // listener claims it.
+            check_listening_socket(&fd).map_err(|reason| Error::InvalidFd {
+                fd: raw,
+                name: name.clone(),
+                reason,
+            })?;
             rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC).map_err(|e| {
                 Error::InvalidFd {
                     fd: raw,
@@ -148,6 +143,23 @@ impl Inheritance {
         );
         Ok(Inheritance { slots, parent })
     }
+}
+
+fn check_listening_socket(fd: &OwnedFd) -> Result<(), String> {
+    let ty = rustix::net::sockopt::socket_type(fd).map_err(|e| {
+        if e == rustix::io::Errno::NOTSOCK {
+            "not a socket".to_owned()
+        } else {
+            format!("cannot query socket type: {e}")
+        }
+    })?;
+    if ty == rustix::net::SocketType::STREAM
+        && !rustix::net::sockopt::socket_acceptconn(fd)
+            .map_err(|e| format!("cannot query listening state: {e}"))?
+    {
+        return Err("a stream socket that is not listening".into());
+    }
+    Ok(())
 }
 
 fn name_of(names: &[String], raw: RawFd) -> String {
