@@ -77,7 +77,10 @@ enum Nonsense {
 /// One move of the world.
 #[derive(Debug, Clone)]
 enum Move {
-    Advance { ms: u64, clock: Clock },
+    Advance {
+        ms: u64,
+        clock: Clock,
+    },
     Restart,
     Shutdown,
     /// A live child that has not said ready yet says ready (a child already
@@ -163,16 +166,18 @@ fn scenario() -> impl Strategy<Value = Scenario> {
         prop::collection::vec((world_move(), prop::bool::weighted(0.2)), 0..=60),
         (any::<bool>(), any::<bool>(), prop::bool::weighted(0.2)),
     )
-        .prop_map(|((ready, stop, kill), parent_alive, moves, (r, i, f))| Scenario {
-            timeouts: Timeouts { ready, stop, kill },
-            parent_alive,
-            moves,
-            settle: Settle {
-                ready: r,
-                idle: i,
-                spawn_fails: f,
+        .prop_map(
+            |((ready, stop, kill), parent_alive, moves, (r, i, f))| Scenario {
+                timeouts: Timeouts { ready, stop, kill },
+                parent_alive,
+                moves,
+                settle: Settle {
+                    ready: r,
+                    idle: i,
+                    spawn_fails: f,
+                },
             },
-        })
+        )
 }
 
 // ---------------------------------------------------------------------------
@@ -211,12 +216,17 @@ enum Entry {
     /// The world delivered Ticks until the deadline was in the future (or
     /// gone); `caught_up` is false if it gave up because Ticks made no
     /// progress.
-    TickLoopDone { at: Instant, caught_up: bool },
+    TickLoopDone {
+        at: Instant,
+        caught_up: bool,
+    },
     /// Start of the final settling.
     SettleBegin,
     /// End of the run; `quiescent`: the machine exited, or serves with nothing
     /// in flight (no child, no parent, no deadline).
-    End { quiescent: bool },
+    End {
+        quiescent: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -256,9 +266,15 @@ impl fmt::Display for Trace {
                     format!("{:?}", s.origin),
                     s.event,
                     s.actions,
-                    s.deadline_before.map_or("-".into(), |d| format!("t+{}", self.off(d))),
-                    s.deadline_after.map_or("-".into(), |d| format!("t+{}", self.off(d))),
-                    if s.accepting_after { "" } else { ", not accepting" },
+                    s.deadline_before
+                        .map_or("-".into(), |d| format!("t+{}", self.off(d))),
+                    s.deadline_after
+                        .map_or("-".into(), |d| format!("t+{}", self.off(d))),
+                    if s.accepting_after {
+                        ""
+                    } else {
+                        ", not accepting"
+                    },
                     if s.exited_after { ", exited" } else { "" },
                 )?,
                 Entry::TickLoopDone { at, caught_up } => writeln!(
@@ -268,7 +284,9 @@ impl fmt::Display for Trace {
                     if *caught_up { "" } else { "; NO PROGRESS" }
                 )?,
                 Entry::SettleBegin => writeln!(f, "  #{i:<3} -- settling --")?,
-                Entry::End { quiescent } => writeln!(f, "  #{i:<3} -- end (quiescent: {quiescent}) --")?,
+                Entry::End { quiescent } => {
+                    writeln!(f, "  #{i:<3} -- end (quiescent: {quiescent}) --")?
+                }
             }
         }
         Ok(())
@@ -521,10 +539,17 @@ impl World {
                 Event::ParentExited
             }
             Nonsense::ReadyAfterExit(ix) => {
-                let dead: Vec<u32> = self.children.iter().filter(|c| c.exited).map(|c| c.pid).collect();
+                let dead: Vec<u32> = self
+                    .children
+                    .iter()
+                    .filter(|c| c.exited)
+                    .map(|c| c.pid)
+                    .collect();
                 match dead.is_empty() {
                     true => return,
-                    false => Event::ChildReady { pid: *ix.get(&dead) },
+                    false => Event::ChildReady {
+                        pid: *ix.get(&dead),
+                    },
                 }
             }
             Nonsense::DuplicatePrevious => match &self.last_event {
@@ -666,7 +691,11 @@ fn p1_never_stops_accepting_early(trace: &Trace) -> Result<(), String> {
                             |a| matches!(a, Action::RestartDone(Ok(p)) if Some(*p) == last_spawned),
                         );
                         if !answered {
-                            return fail(trace, s.at, "restart BeginDrain without RestartDone(Ok(successor))");
+                            return fail(
+                                trace,
+                                s.at,
+                                "restart BeginDrain without RestartDone(Ok(successor))",
+                            );
                         }
                     }
                     drained = true;
@@ -769,7 +798,9 @@ fn p3_one_upgrade_at_a_time(trace: &Trace) -> Result<(), String> {
             Entry::Step(s) => s,
             Entry::End { quiescent } => {
                 if !quiescent {
-                    return Err("the run did not settle (machine neither exited nor idle-serving)".into());
+                    return Err(
+                        "the run did not settle (machine neither exited nor idle-serving)".into(),
+                    );
                 }
                 if pending != 0 {
                     return Err(format!("{pending} restart request(s) never answered"));
@@ -790,7 +821,9 @@ fn p3_one_upgrade_at_a_time(trace: &Trace) -> Result<(), String> {
                     [Action::RestartDone(Err(Error::HandedOver { successor: p }))] if !exited => {
                         Some(*p) == successor
                     }
-                    [Action::RestartDone(Err(Error::ShuttingDown))] => exited || successor.is_none(),
+                    [Action::RestartDone(Err(Error::ShuttingDown))] => {
+                        exited || successor.is_none()
+                    }
                     _ => false,
                 }
             } else if attempt_open {
@@ -798,7 +831,10 @@ fn p3_one_upgrade_at_a_time(trace: &Trace) -> Result<(), String> {
             } else if parent_alive {
                 matches!(&s.actions[..], [Action::Deferred])
             } else {
-                matches!(&s.actions[..], [Action::Notify(Notify::Reloading), Action::Spawn])
+                matches!(
+                    &s.actions[..],
+                    [Action::Notify(Notify::Reloading), Action::Spawn]
+                )
             };
             if !ok {
                 let state = if exited {
@@ -812,7 +848,11 @@ fn p3_one_upgrade_at_a_time(trace: &Trace) -> Result<(), String> {
                 } else {
                     "serving".into()
                 };
-                return fail(trace, s.at, format!("restart request while {state} answered with {got}"));
+                return fail(
+                    trace,
+                    s.at,
+                    format!("restart request while {state} answered with {got}"),
+                );
             }
         }
         let mut answered_ok = None;
@@ -820,7 +860,11 @@ fn p3_one_upgrade_at_a_time(trace: &Trace) -> Result<(), String> {
             match a {
                 Action::RestartDone(result) => {
                     if pending == 0 {
-                        return fail(trace, s.at, format!("RestartDone({result:?}) answers no request"));
+                        return fail(
+                            trace,
+                            s.at,
+                            format!("RestartDone({result:?}) answers no request"),
+                        );
                     }
                     pending = 0;
                     attempt_open = false;
@@ -828,7 +872,9 @@ fn p3_one_upgrade_at_a_time(trace: &Trace) -> Result<(), String> {
                         answered_ok = Some(*pid);
                     }
                 }
-                Action::Coalesced | Action::Deferred if !matches!(s.event, Event::RestartRequested) => {
+                Action::Coalesced | Action::Deferred
+                    if !matches!(s.event, Event::RestartRequested) =>
+                {
                     return fail(trace, s.at, "Coalesced/Deferred without a request");
                 }
                 Action::Spawn => attempt_open = true,
@@ -926,7 +972,11 @@ fn p5_drain_ends_by_stop_plus_kill(trace: &Trace) -> Result<(), String> {
         match e {
             Entry::Step(s) => {
                 if exited {
-                    if let Some(a) = s.actions.iter().find(|a| !matches!(a, Action::RestartDone(Err(_)))) {
+                    if let Some(a) = s
+                        .actions
+                        .iter()
+                        .find(|a| !matches!(a, Action::RestartDone(Err(_))))
+                    {
                         return fail(trace, s.at, format!("{a:?} after Exit"));
                     }
                     continue;
@@ -945,7 +995,10 @@ fn p5_drain_ends_by_stop_plus_kill(trace: &Trace) -> Result<(), String> {
                                 return fail(
                                     trace,
                                     s.at,
-                                    format!("punctual world, but Exit after drain start + stop + kill = t+{}", trace.off(t + budget)),
+                                    format!(
+                                        "punctual world, but Exit after drain start + stop + kill = t+{}",
+                                        trace.off(t + budget)
+                                    ),
                                 );
                             }
                             exited = true;
@@ -1005,7 +1058,10 @@ fn p6_deadlines_and_accepting(trace: &Trace) -> Result<(), String> {
                 return fail(
                     trace,
                     s.at,
-                    format!("new deadline t+{} is in the past by more than the lag {lag:?}", trace.off(new)),
+                    format!(
+                        "new deadline t+{} is in the past by more than the lag {lag:?}",
+                        trace.off(new)
+                    ),
                 );
             }
         }
@@ -1136,7 +1192,9 @@ fn paths(trace: &Trace) -> BTreeSet<&'static str> {
             Event::ShutdownRequested if has(|a| matches!(a, Action::KillChild { .. })) => {
                 seen.insert("shutdown while awaiting ready: kill");
             }
-            Event::ShutdownRequested if has(|a| matches!(a, Action::RestartDone(Err(Error::ShuttingDown)))) => {
+            Event::ShutdownRequested
+                if has(|a| matches!(a, Action::RestartDone(Err(Error::ShuttingDown)))) =>
+            {
                 seen.insert("shutdown while deferred");
             }
             Event::ChildReady { pid } if killed.contains(pid) && acts.is_empty() => {
@@ -1279,7 +1337,10 @@ fn generated_runs_reach_the_tricky_paths() {
     eprintln!("paths reached in 2000 generated runs: {counts:#?}");
     for path in wanted {
         let n = counts.get(path).copied().unwrap_or(0);
-        assert!(n >= 10, "generated runs reach {path:?} only {n} times in 2000");
+        assert!(
+            n >= 10,
+            "generated runs reach {path:?} only {n} times in 2000"
+        );
     }
 }
 
@@ -1431,12 +1492,18 @@ fn timeouts() -> Timeouts {
 fn shutdown_while_spawning_kills_the_new_child_then_drains() {
     let t0 = Instant::now();
     let mut m = Machine::new(timeouts(), false);
-    assert_eq!(names(&m.on(Event::RestartRequested, t0)), ["Notify", "Spawn"]);
+    assert_eq!(
+        names(&m.on(Event::RestartRequested, t0)),
+        ["Notify", "Spawn"]
+    );
     // The shutdown arrives before the spawn is answered: it waits.
     assert!(m.on(Event::ShutdownRequested, t0).is_empty());
     assert!(m.is_accepting());
     assert_eq!(m.deadline(), None);
-    assert!(matches!(m.on(Event::RestartRequested, t0)[..], [Action::Coalesced]));
+    assert!(matches!(
+        m.on(Event::RestartRequested, t0)[..],
+        [Action::Coalesced]
+    ));
     let acts = m.on(Event::ChildSpawned { pid: 7 }, t0 + secs(1));
     assert!(
         matches!(
@@ -1455,9 +1522,21 @@ fn shutdown_while_spawning_kills_the_new_child_then_drains() {
     assert_eq!(m.deadline(), Some(t0 + secs(21)));
     // The killed child's ready message loses the race: ignored.
     assert!(m.on(Event::ChildReady { pid: 7 }, t0 + secs(1)).is_empty());
-    assert!(m.on(Event::DrainIdle, t0 + secs(2)).is_empty(), "must wait for the reap");
-    let acts = m.on(Event::ChildExited { pid: 7, status: "killed".into() }, t0 + secs(2));
-    assert!(matches!(acts[..], [Action::Exit(ExitReason::Shutdown)]), "{acts:?}");
+    assert!(
+        m.on(Event::DrainIdle, t0 + secs(2)).is_empty(),
+        "must wait for the reap"
+    );
+    let acts = m.on(
+        Event::ChildExited {
+            pid: 7,
+            status: "killed".into(),
+        },
+        t0 + secs(2),
+    );
+    assert!(
+        matches!(acts[..], [Action::Exit(ExitReason::Shutdown)]),
+        "{acts:?}"
+    );
     assert_eq!(m.deadline(), None);
     assert!(m.has_exited());
 }
@@ -1482,7 +1561,10 @@ fn shutdown_while_spawning_then_spawn_failure_drains_without_a_child() {
         "{acts:?}"
     );
     let acts = m.on(Event::DrainIdle, t0 + secs(1));
-    assert!(matches!(acts[..], [Action::Exit(ExitReason::Shutdown)]), "{acts:?}");
+    assert!(
+        matches!(acts[..], [Action::Exit(ExitReason::Shutdown)]),
+        "{acts:?}"
+    );
 }
 
 #[test]
@@ -1505,13 +1587,29 @@ fn shutdown_while_awaiting_ready_kills_reaps_and_only_then_exits() {
         ),
         "{acts:?}"
     );
-    assert_eq!(m.deadline(), Some(t0 + secs(25)), "the ready deadline is gone");
-    assert!(m.on(Event::DrainIdle, t0 + secs(6)).is_empty(), "must wait for the reap");
+    assert_eq!(
+        m.deadline(),
+        Some(t0 + secs(25)),
+        "the ready deadline is gone"
+    );
+    assert!(
+        m.on(Event::DrainIdle, t0 + secs(6)).is_empty(),
+        "must wait for the reap"
+    );
     assert!(!m.has_exited());
     // A late ChildReady of the killed child changes nothing.
     assert!(m.on(Event::ChildReady { pid: 7 }, t0 + secs(6)).is_empty());
-    let acts = m.on(Event::ChildExited { pid: 7, status: "killed".into() }, t0 + secs(7));
-    assert!(matches!(acts[..], [Action::Exit(ExitReason::Shutdown)]), "{acts:?}");
+    let acts = m.on(
+        Event::ChildExited {
+            pid: 7,
+            status: "killed".into(),
+        },
+        t0 + secs(7),
+    );
+    assert!(
+        matches!(acts[..], [Action::Exit(ExitReason::Shutdown)]),
+        "{acts:?}"
+    );
 
     // If the child is never reaped, the kill timeout still ends the drain.
     let mut m = Machine::new(timeouts(), false);
@@ -1523,10 +1621,22 @@ fn shutdown_while_awaiting_ready_kills_reaps_and_only_then_exits() {
     assert_eq!(names(&m.on(Event::Tick, t0 + secs(20))), ["Hammer"]);
     assert_eq!(m.deadline(), Some(t0 + secs(30)));
     let acts = m.on(Event::Tick, t0 + secs(30));
-    assert!(matches!(acts[..], [Action::Exit(ExitReason::KillTimeout)]), "{acts:?}");
+    assert!(
+        matches!(acts[..], [Action::Exit(ExitReason::KillTimeout)]),
+        "{acts:?}"
+    );
     assert_eq!(m.deadline(), None);
     // The reap after the exit produces nothing.
-    assert!(m.on(Event::ChildExited { pid: 7, status: "killed".into() }, t0 + secs(31)).is_empty());
+    assert!(
+        m.on(
+            Event::ChildExited {
+                pid: 7,
+                status: "killed".into()
+            },
+            t0 + secs(31)
+        )
+        .is_empty()
+    );
 }
 
 #[test]
@@ -1538,13 +1648,25 @@ fn ready_timeout_then_late_ready_is_ignored() {
     assert_eq!(m.deadline(), Some(t0 + secs(30)));
     assert!(m.on(Event::Tick, t0 + secs(29)).is_empty(), "early Tick");
     let acts = m.on(Event::Tick, t0 + secs(30));
-    assert!(matches!(acts[..], [Action::KillChild { pid: 7 }]), "{acts:?}");
+    assert!(
+        matches!(acts[..], [Action::KillChild { pid: 7 }]),
+        "{acts:?}"
+    );
     assert_eq!(m.deadline(), None);
     // The child's ready message was already on its way: ignored.
     assert!(m.on(Event::ChildReady { pid: 7 }, t0 + secs(30)).is_empty());
     assert!(m.is_accepting());
-    assert!(matches!(m.on(Event::RestartRequested, t0 + secs(30))[..], [Action::Coalesced]));
-    let acts = m.on(Event::ChildExited { pid: 7, status: "killed".into() }, t0 + secs(31));
+    assert!(matches!(
+        m.on(Event::RestartRequested, t0 + secs(30))[..],
+        [Action::Coalesced]
+    ));
+    let acts = m.on(
+        Event::ChildExited {
+            pid: 7,
+            status: "killed".into(),
+        },
+        t0 + secs(31),
+    );
     assert!(
         matches!(
             &acts[..],
@@ -1555,7 +1677,10 @@ fn ready_timeout_then_late_ready_is_ignored() {
     assert!(m.is_accepting());
     // Still ignored once reaped; a new request starts a new attempt.
     assert!(m.on(Event::ChildReady { pid: 7 }, t0 + secs(32)).is_empty());
-    assert_eq!(names(&m.on(Event::RestartRequested, t0 + secs(33))), ["Notify", "Spawn"]);
+    assert_eq!(
+        names(&m.on(Event::RestartRequested, t0 + secs(33))),
+        ["Notify", "Spawn"]
+    );
 }
 
 #[test]
@@ -1576,25 +1701,52 @@ fn successor_exit_during_the_parents_drain_is_ignored() {
         ),
         "{acts:?}"
     );
-    let acts = m.on(Event::ChildExited { pid: 7, status: "exit status 1".into() }, t0 + secs(2));
+    let acts = m.on(
+        Event::ChildExited {
+            pid: 7,
+            status: "exit status 1".into(),
+        },
+        t0 + secs(2),
+    );
     assert!(acts.is_empty(), "{acts:?}");
     assert_eq!(m.deadline(), Some(t0 + secs(21)));
     assert!(!m.is_accepting());
     let acts = m.on(Event::DrainIdle, t0 + secs(3));
-    assert!(matches!(acts[..], [Action::Exit(ExitReason::HandedOver { successor: 7 })]), "{acts:?}");
+    assert!(
+        matches!(
+            acts[..],
+            [Action::Exit(ExitReason::HandedOver { successor: 7 })]
+        ),
+        "{acts:?}"
+    );
 }
 
 #[test]
 fn restart_while_the_successor_waits_for_its_parent_is_deferred() {
     let t0 = Instant::now();
     let mut m = Machine::new(timeouts(), true);
-    assert!(matches!(m.on(Event::RestartRequested, t0)[..], [Action::Deferred]));
-    assert!(matches!(m.on(Event::RestartRequested, t0)[..], [Action::Deferred]));
+    assert!(matches!(
+        m.on(Event::RestartRequested, t0)[..],
+        [Action::Deferred]
+    ));
+    assert!(matches!(
+        m.on(Event::RestartRequested, t0)[..],
+        [Action::Deferred]
+    ));
     assert!(m.is_accepting());
-    assert_eq!(names(&m.on(Event::ParentExited, t0 + secs(1))), ["Notify", "Spawn"]);
-    assert!(m.on(Event::ParentExited, t0 + secs(1)).is_empty(), "a second ParentExited");
+    assert_eq!(
+        names(&m.on(Event::ParentExited, t0 + secs(1))),
+        ["Notify", "Spawn"]
+    );
+    assert!(
+        m.on(Event::ParentExited, t0 + secs(1)).is_empty(),
+        "a second ParentExited"
+    );
     m.on(Event::ChildSpawned { pid: 8 }, t0 + secs(1));
-    assert!(matches!(m.on(Event::RestartRequested, t0 + secs(2))[..], [Action::Coalesced]));
+    assert!(matches!(
+        m.on(Event::RestartRequested, t0 + secs(2))[..],
+        [Action::Coalesced]
+    ));
     let acts = m.on(Event::ChildReady { pid: 8 }, t0 + secs(3));
     assert_eq!(names(&acts), ["RestartDone", "Notify", "BeginDrain"]);
 
@@ -1627,13 +1779,19 @@ fn restart_while_draining_is_refused_naming_the_successor() {
     m.on(Event::ChildReady { pid: 7 }, t0);
     let acts = m.on(Event::RestartRequested, t0 + secs(1));
     assert!(
-        matches!(acts[..], [Action::RestartDone(Err(Error::HandedOver { successor: 7 }))]),
+        matches!(
+            acts[..],
+            [Action::RestartDone(Err(Error::HandedOver { successor: 7 }))]
+        ),
         "{acts:?}"
     );
     assert_eq!(names(&m.on(Event::Tick, t0 + secs(20))), ["Hammer"]);
     let acts = m.on(Event::RestartRequested, t0 + secs(21));
     assert!(
-        matches!(acts[..], [Action::RestartDone(Err(Error::HandedOver { successor: 7 }))]),
+        matches!(
+            acts[..],
+            [Action::RestartDone(Err(Error::HandedOver { successor: 7 }))]
+        ),
         "{acts:?}"
     );
 
@@ -1641,5 +1799,8 @@ fn restart_while_draining_is_refused_naming_the_successor() {
     let mut m = Machine::new(timeouts(), false);
     m.on(Event::ShutdownRequested, t0);
     let acts = m.on(Event::RestartRequested, t0 + secs(1));
-    assert!(matches!(acts[..], [Action::RestartDone(Err(Error::ShuttingDown))]), "{acts:?}");
+    assert!(
+        matches!(acts[..], [Action::RestartDone(Err(Error::ShuttingDown))]),
+        "{acts:?}"
+    );
 }

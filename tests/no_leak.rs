@@ -41,8 +41,9 @@ fn runtime() -> tokio::runtime::Runtime {
 fn successor(report: &Path) -> Result<(), String> {
     let mut handoff = Handoff::builder().build().map_err(|e| e.to_string())?;
     runtime().block_on(async {
-        let _l: tokio::net::TcpListener =
-            handoff.listen("main", "127.0.0.1:0").map_err(|e| e.to_string())?;
+        let _l: tokio::net::TcpListener = handoff
+            .listen("main", "127.0.0.1:0")
+            .map_err(|e| e.to_string())?;
         report_what_a_child_sees(report)?;
         handoff
             .run(handoff::tokio::Tokio, DrainGroup::new())
@@ -72,7 +73,11 @@ fn report_what_a_child_sees(report: &Path) -> Result<(), String> {
 }
 
 fn parse_report(text: &str) -> (Vec<String>, Vec<u32>) {
-    let vars = text.lines().filter(|l| !l.starts_with("fd ")).map(str::to_owned).collect();
+    let vars = text
+        .lines()
+        .filter(|l| !l.starts_with("fd "))
+        .map(str::to_owned)
+        .collect();
     let mut fds: Vec<u32> = text
         .lines()
         .filter_map(|l| l.strip_prefix("fd ")?.parse().ok())
@@ -100,8 +105,9 @@ fn old_generation() -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let successor = runtime().block_on(async {
-        let _l: tokio::net::TcpListener =
-            handoff.listen("main", "127.0.0.1:0").map_err(|e| e.to_string())?;
+        let _l: tokio::net::TcpListener = handoff
+            .listen("main", "127.0.0.1:0")
+            .map_err(|e| e.to_string())?;
         let handle = handoff.handle();
         let driver = tokio::spawn(handoff.run(handoff::tokio::Tokio, DrainGroup::new()));
         let successor = handle.restart().await.map_err(|e| e.to_string())?;
