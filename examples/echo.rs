@@ -1,9 +1,13 @@
 //! A line echo server that restarts without dropping a connection.
 //!
 //! Each line received is written back; the line `pid` is answered with
-//! `pid=PID`. On drain, a connection finishes the line in hand, then closes
-//! cleanly (FIN, never RST). SIGHUP or SIGUSR2 restarts, SIGTERM or SIGINT
-//! shuts down.
+//! `pid=PID` (UDP: each datagram is sent back, `pid` likewise). On drain, a
+//! connection finishes the line in hand, then closes cleanly (FIN, never RST).
+//! SIGHUP or SIGUSR2 restarts, SIGTERM or SIGINT shuts down.
+//!
+//! As with HTTP keep-alive, a client that sends a line at the very moment an
+//! idle connection is closed sees end-of-file without an echo: that line was
+//! not processed, and the client retries it on a new connection.
 //!
 //! ```text
 //! cargo run --example echo --features tokio -- --listen 127.0.0.1:7000
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let options = match parse_args() {
         Ok(o) => o,
@@ -257,7 +262,12 @@ async fn udp_loop(group: DrainGroup, socket: tokio::net::UdpSocket) {
             biased;
             _ = &mut drained => break,
             received = socket.recv_from(&mut buf) => if let Ok((n, peer)) = received {
-                let _ = socket.send_to(&buf[..n], peer).await;
+                let reply = if buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]) == b"pid" {
+                    format!("pid={}\n", std::process::id()).into_bytes()
+                } else {
+                    buf[..n].to_vec()
+                };
+                let _ = socket.send_to(&reply, peer).await;
             },
         }
     }
