@@ -117,7 +117,7 @@ impl Builder {
         self
     }
 
-    /// Gives the successor these arguments (argv[0] first) instead of this
+    /// Gives the successor these arguments (`argv[0]` first) instead of this
     /// process's own.
     pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
         self.args = Some(args.into_iter().map(Into::into).collect());

@@ -21,12 +21,12 @@ use crate::sys;
 pub(crate) struct Command {
     /// The executable path, resolved when this process started.
     pub path: PathBuf,
-    /// argv, including argv[0].
+    /// argv, including `argv[0]`.
     pub args: Vec<OsString>,
 }
 
 impl Command {
-    /// The path this process was started from (argv[0] resolved against the
+    /// The path this process was started from (`argv[0]` resolved against the
     /// starting directory and `PATH`) and its arguments.
     ///
     /// `/proc/self/exe` is not used: once a new build is installed over the
