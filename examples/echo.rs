@@ -25,106 +25,46 @@ use std::time::Duration;
 use handoff::{Address, DrainGroup, Handoff, Tracked};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
+#[path = "common/cli.rs"]
+mod cli;
+
 /// How long a closing connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_secs(1);
 
-struct Options {
-    listen: Vec<Address>,
-    pid_file: Option<String>,
-    ready: Option<Duration>,
-    stop: Option<Duration>,
-    kill: Option<Duration>,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut options = Options {
-        listen: Vec::new(),
-        pid_file: None,
-        ready: None,
-        stop: None,
-        kill: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-        let secs = |v: String| -> Result<Duration, String> {
-            v.parse::<f64>()
-                .ok()
-                .and_then(|s| Duration::try_from_secs_f64(s).ok())
-                .ok_or_else(|| format!("{flag} {v:?}: expected seconds, e.g. 30 or 0.5"))
-        };
-        match flag.as_str() {
-            "--listen" => options
-                .listen
-                .push(value()?.parse().map_err(|e| format!("--listen: {e}"))?),
-            "--pid-file" => options.pid_file = Some(value()?),
-            "--ready-timeout" => options.ready = Some(secs(value()?)?),
-            "--stop-timeout" => options.stop = Some(secs(value()?)?),
-            "--kill-timeout" => options.kill = Some(secs(value()?)?),
-            "-h" | "--help" => {
-                return Err(
-                    "usage: echo [--listen ADDR]... [--pid-file PATH] [--ready-timeout SECS] \
-                            [--stop-timeout SECS] [--kill-timeout SECS]"
-                        .into(),
-                );
-            }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
-        }
-    }
-    if options.listen.is_empty() {
-        options
-            .listen
-            .push("127.0.0.1:7000".parse().expect("valid default"));
-    }
-    Ok(options)
-}
+/// How long a connection accepted just before draining started may take to
+/// send its first line: its client may have written it already.
+const FIRST_LINE_GRACE: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let options = match parse_args() {
-        Ok(o) => o,
+    cli::init_logging();
+    let cli = match cli::Cli::parse("echo", &["127.0.0.1:7000"], false) {
+        Ok(cli) => cli,
         Err(e) => {
             eprintln!("echo: {e}");
             return ExitCode::from(2);
         }
     };
-    // Take the inherited sockets before the runtime starts its threads.
-    let mut builder = Handoff::builder().on_restart(|result| match result {
-        Ok(pid) => println!("restart complete: successor pid {pid}"),
-        Err(e) => println!("restart failed: {e}"),
-    });
-    if let Some(path) = &options.pid_file {
-        builder = builder.pid_file(path);
-    }
-    if let Some(t) = options.ready {
-        builder = builder.ready_timeout(t);
-    }
-    if let Some(t) = options.stop {
-        builder = builder.stop_timeout(t);
-    }
-    if let Some(t) = options.kill {
-        builder = builder.kill_timeout(t);
-    }
-    let handoff = match builder.build() {
-        Ok(h) => h,
+    let addresses = match cli
+        .listen
+        .iter()
+        .map(|a| a.parse())
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(a) => a,
         Err(e) => {
-            eprintln!("echo: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("echo: --listen: {e}");
+            return ExitCode::from(2);
         }
     };
+    // Take the inherited sockets before the runtime starts its threads.
+    let handoff = match cli.builder().build() {
+        Ok(h) => h,
+        Err(e) => return cli.fail(e),
+    };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    match runtime.block_on(serve(handoff, options.listen)) {
+    match runtime.block_on(serve(handoff, addresses)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("echo: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => cli.fail(e),
     }
 }
 
@@ -183,6 +123,9 @@ impl Acceptor for tokio::net::UnixListener {
 /// Accepts until draining starts, then drops the listener (the successor
 /// holds the same socket, so the kernel queue keeps every pending connection).
 async fn accept_loop(group: DrainGroup, listener: impl Acceptor) {
+    // Counted as in flight until it stops, so the group never looks idle
+    // between an accept and the track() of that connection.
+    let _accepting = group.track();
     let mut drained = group.signal();
     loop {
         tokio::select! {
@@ -207,18 +150,25 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, guard: Tracked
     let mut line = Vec::new();
     let mut hammered = guard.hammered();
     let mut drained = guard.drained();
+    let first_line_due = tokio::time::Instant::now() + FIRST_LINE_GRACE;
+    let mut fresh = true;
     loop {
-        // Idle and draining: close now. A partial line, or bytes already
+        // Idle and draining: close now (a connection that has sent nothing
+        // yet, once its grace is over). A partial line, or bytes already
         // received, are finished first.
-        if guard.is_draining() && line.is_empty() && reader.buffer().is_empty() {
+        let idle = line.is_empty() && reader.buffer().is_empty();
+        let in_grace = fresh && tokio::time::Instant::now() < first_line_due;
+        if guard.is_draining() && idle && !in_grace {
             break;
         }
         tokio::select! {
             biased;
             _ = &mut hammered => return,
+            _ = tokio::time::sleep_until(first_line_due), if in_grace && guard.is_draining() => {}
             read = reader.read_until(b'\n', &mut line) => match read {
                 Ok(0) => return,
                 Ok(_) if line.ends_with(b"\n") => {
+                    fresh = false;
                     let reply = if line == b"pid\n" {
                         format!("pid={}\n", std::process::id()).into_bytes()
                     } else {
@@ -255,6 +205,8 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, guard: Tracked
 
 /// Echoes datagrams until draining starts.
 async fn udp_loop(group: DrainGroup, socket: tokio::net::UdpSocket) {
+    // In flight until it stops, so a datagram being answered is not cut off.
+    let _serving = group.track();
     let mut drained = group.signal();
     let mut buf = vec![0u8; 65536];
     loop {

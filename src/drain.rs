@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use event_listener::Event;
-use futures_util::future::BoxFuture;
 
 /// Anything that serves connections and can be drained.
 ///
@@ -119,7 +118,12 @@ struct Inner {
 /// The accept loop stops when [`signal`](DrainGroup::signal) resolves; every
 /// connection holds a [`Tracked`] guard from [`track`](DrainGroup::track)
 /// while it is open, watches the guard's drain signal to finish what it is
-/// doing and close, and its hammer signal to stop at once. Cloning is cheap
+/// doing and close, and its hammer signal to stop at once.
+///
+/// The accept loop itself must hold a guard until it has stopped accepting.
+/// Otherwise the group can look idle in the instant between an `accept()`
+/// and the `track()` of that connection, the process exits, and the kernel
+/// answers the client's request with a reset. Cloning is cheap
 /// and shares the group. (The same shape as hyper-util's `GracefulShutdown`,
 /// without a runtime.)
 ///
@@ -238,11 +242,12 @@ enum Which {
 }
 
 /// A cheap, cloneable future that resolves when draining (or the hammer)
-/// starts. Long-lived handlers select on it to wrap up cleanly.
+/// starts. Long-lived handlers select on it to wrap up cleanly. It is `Send`
+/// and `Sync`, so it can travel in request extensions.
 pub struct DrainSignal {
     inner: Arc<Inner>,
     which: Which,
-    wait: Option<BoxFuture<'static, ()>>,
+    wait: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
 }
 
 impl DrainSignal {
@@ -331,6 +336,13 @@ mod tests {
         assert!((&mut idle).now_or_never().is_none());
         drop(b);
         assert!(idle.now_or_never().is_some());
+    }
+
+    #[test]
+    fn signals_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+        assert_send_sync::<DrainSignal>();
+        assert_send_sync::<DrainGroup>();
     }
 
     #[test]

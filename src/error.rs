@@ -127,6 +127,17 @@ pub enum Error {
         successor: u32,
     },
 
+    /// A TLS certificate or key file cannot be used.
+    #[error("TLS {what} {path}: {reason}")]
+    Tls {
+        /// What the file holds: `certificate`, `private key`, or both.
+        what: &'static str,
+        /// The file (for a mismatch, the certificate file; the reason names the key).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The driver is gone (its `run` future was dropped or finished).
     #[error("the handoff driver is not running")]
     DriverGone,
@@ -166,6 +177,7 @@ impl From<Error> for io::Error {
             | Error::InvalidName { .. }
             | Error::InvalidAddress { .. }
             | Error::DuplicateName { .. } => io::ErrorKind::InvalidInput,
+            Error::Tls { .. } => io::ErrorKind::InvalidData,
             Error::Bind { source, .. }
             | Error::Channel { source, .. }
             | Error::Spawn { source, .. }

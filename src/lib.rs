@@ -21,7 +21,13 @@
 //!
 //! The core is runtime-neutral: a runtime adapter supplies a timer and a
 //! signal stream ([`Runtime`]) and implements [`InheritedListener`] for its
-//! listener types. Adapters are behind features: `tokio`.
+//! listener types. Adapters are behind features:
+//!
+//! - `tokio`: tokio's listeners, signals and timers (`handoff::tokio::Tokio`);
+//! - `hyper`: HTTP/1.1 and HTTP/2 servers on hyper 1, tower services too
+//!   (axum), draining per connection;
+//! - `tls`: rustls (ring provider) configuration from PEM files, read again by
+//!   every generation.
 //!
 //! Linux only: successors are watched through pidfds.
 
@@ -61,3 +67,13 @@ pub use socket::{Address, SocketKind};
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 #[path = "../adapters/tokio.rs"]
 pub mod tokio;
+
+#[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+#[path = "../adapters/hyper/mod.rs"]
+pub mod hyper;
+
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+#[path = "../adapters/tls.rs"]
+pub mod tls;

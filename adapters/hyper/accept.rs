@@ -1,0 +1,64 @@
+//! The accept loop of one listener.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::{Body, Incoming};
+use hyper::service::Service;
+use hyper::{Request, Response};
+
+use super::{BoxError, Config, Listener, connection};
+use crate::DrainGroup;
+
+/// How long to wait after a failed accept (out of descriptors, for one)
+/// before trying again, so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Accepts until draining starts, then drops the listener: the successor
+/// holds the same socket, so the kernel queue keeps every pending connection.
+pub(super) async fn accept_loop<L, S, B>(
+    config: Arc<Config>,
+    group: DrainGroup,
+    listener: L,
+    service: S,
+) where
+    L: Listener,
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    // The loop counts as in flight until it has stopped: otherwise the group
+    // could look idle between an accept() and the track() of that connection,
+    // and the process would exit with the new connection unread (a reset).
+    let _accepting = group.track();
+    let mut drained = group.signal();
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut drained => break,
+            accepted = listener.accept_stream() => match accepted {
+                Ok(stream) => {
+                    let tracked = group.track();
+                    tokio::spawn(connection::serve::<L, S, B>(
+                        config.clone(),
+                        group.clone(),
+                        stream,
+                        tracked,
+                        service.clone(),
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::select! {
+                        _ = &mut drained => break,
+                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                    }
+                }
+            },
+        }
+    }
+    tracing::debug!("stopped accepting");
+}

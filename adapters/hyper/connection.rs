@@ -1,0 +1,226 @@
+//! One connection, from accept to close: wait for the client's first bytes,
+//! the TLS handshake, telling HTTP/1 from HTTP/2, then hyper, with graceful
+//! shutdown when draining starts and a drop when the hammer falls.
+
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use hyper::body::{Body, Incoming};
+use hyper::service::Service;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::io::{ConnIo, Rewind};
+use super::service::WithDraining;
+use super::{BoxError, Config, Draining, Listener};
+use crate::{DrainGroup, Tracked};
+
+/// The client connection preface of HTTP/2 (RFC 9113, section 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    H1,
+    H2,
+}
+
+/// The protocol, once the bytes read so far tell it.
+fn version_of(prefix: &[u8]) -> Option<Version> {
+    let n = prefix.len().min(H2_PREFACE.len());
+    if prefix[..n] != H2_PREFACE[..n] {
+        Some(Version::H1)
+    } else if n == H2_PREFACE.len() {
+        Some(Version::H2)
+    } else {
+        None
+    }
+}
+
+/// How a wait for the client ended.
+enum Step<T> {
+    /// The awaited thing happened.
+    Go(T),
+    /// Close the connection cleanly: header read timeout, or draining with
+    /// nothing received within the grace period.
+    Close,
+    /// The hammer fell: drop the connection.
+    Abort,
+}
+
+/// Awaits `fut`, something the client has to make happen (send bytes, finish
+/// a handshake), bounded by the header read timeout from `since`. When
+/// draining starts and `may_close` holds (nothing received yet), the
+/// connection is closed once `since + grace` has passed: a connection that
+/// was accepted an instant before draining started gets the time to send the
+/// request its client has already written.
+async fn client_step<F: Future>(
+    fut: F,
+    group: &DrainGroup,
+    config: &Config,
+    since: Instant,
+    may_close: bool,
+) -> Step<F::Output> {
+    let timeout = async {
+        match config.header_read_timeout {
+            Some(t) => tokio::time::sleep_until((since + t).into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    let drained = async {
+        group.signal().await;
+        if may_close {
+            tokio::time::sleep_until((since + config.grace).into()).await
+        } else {
+            std::future::pending().await
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = group.hammer_signal() => Step::Abort,
+        out = fut => Step::Go(out),
+        _ = drained => Step::Close,
+        _ = timeout => Step::Close,
+    }
+}
+
+/// Shuts the write side down (FIN, or TLS close_notify then FIN); the
+/// [`ConnIo`] underneath lingers once dropped.
+async fn close<I: AsyncWrite + Unpin>(mut io: I, limit: Duration) {
+    let _ = tokio::time::timeout(limit, io.shutdown()).await;
+}
+
+/// Serves one accepted connection. `tracked` counts it until its socket is
+/// dropped (after an upgrade, by the handler).
+pub(super) async fn serve<L, S, B>(
+    config: Arc<Config>,
+    group: DrainGroup,
+    stream: L::Stream,
+    tracked: Tracked,
+    service: S,
+) where
+    L: Listener,
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let accepted = Instant::now();
+    match client_step(L::readable(&stream), &group, &config, accepted, true).await {
+        Step::Go(Ok(())) => {}
+        Step::Go(Err(e)) => return tracing::debug!("connection failed before its first byte: {e}"),
+        // Nothing was received: dropping sends a FIN, never a reset.
+        Step::Close | Step::Abort => return,
+    }
+    let io = ConnIo::new(stream, tracked, &group, config.linger);
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = config.tls.clone() {
+        let tls = match client_step(acceptor.accept(io), &group, &config, accepted, false).await {
+            Step::Go(Ok(tls)) => tls,
+            Step::Go(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
+            Step::Close | Step::Abort => return,
+        };
+        return http(config, group, tls, service).await;
+    }
+    http(config, group, io, service).await
+}
+
+/// Reads until HTTP/1 and HTTP/2 can be told apart, then runs hyper.
+async fn http<I, S, B>(config: Arc<Config>, group: DrainGroup, mut io: I, service: S)
+where
+    I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let since = Instant::now();
+    let mut prefix = Vec::new();
+    let version = loop {
+        if let Some(version) = version_of(&prefix) {
+            break version;
+        }
+        let mut chunk = [0u8; 1024];
+        let read = io.read(&mut chunk);
+        match client_step(read, &group, &config, since, prefix.is_empty()).await {
+            Step::Go(Ok(0)) | Step::Close => return close(io, config.linger).await,
+            Step::Go(Ok(n)) => prefix.extend_from_slice(&chunk[..n]),
+            Step::Go(Err(e)) => return tracing::debug!("connection failed: {e}"),
+            Step::Abort => return,
+        }
+    };
+    let io = TokioIo::new(Rewind::new(prefix, io));
+    let service = WithDraining::new(service, Draining::new(group.clone()));
+    let outcome = match version {
+        Version::H1 => {
+            let conn = config.h1.serve_connection(io, service).with_upgrades();
+            drive(conn, |c| c.graceful_shutdown(), &group).await
+        }
+        Version::H2 => {
+            let conn = config.h2.serve_connection(io, service);
+            drive(conn, |c| c.graceful_shutdown(), &group).await
+        }
+    };
+    match outcome {
+        None => tracing::debug!(?version, "connection aborted"),
+        Some(Err(e)) => tracing::debug!(?version, "connection ended with an error: {e}"),
+        Some(Ok(())) => {}
+    }
+}
+
+/// Polls a hyper connection to its end. Once draining starts it is shut down
+/// gracefully (an idle HTTP/1 connection closes at once, a busy one answers
+/// with `Connection: close`, HTTP/2 sends GOAWAY). The connection is polled
+/// before that, so bytes the client already sent are read and served. When
+/// the hammer falls the connection is dropped, whatever it was doing.
+async fn drive<C: Future>(
+    conn: C,
+    graceful: impl Fn(Pin<&mut C>),
+    group: &DrainGroup,
+) -> Option<C::Output> {
+    let mut conn = pin!(conn);
+    let mut drained = group.signal();
+    let mut hammer = group.hammer_signal();
+    let mut shutting_down = false;
+    poll_fn(move |cx| {
+        if Pin::new(&mut hammer).poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        loop {
+            if let Poll::Ready(out) = conn.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            if shutting_down || Pin::new(&mut drained).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            graceful(conn.as_mut());
+            shutting_down = true;
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preface_tells_the_version() {
+        assert_eq!(version_of(b""), None);
+        assert_eq!(version_of(b"PRI * HT"), None);
+        assert_eq!(version_of(b"G"), Some(Version::H1));
+        assert_eq!(version_of(b"PRI / HTTP/1.1\r\n"), Some(Version::H1));
+        assert_eq!(version_of(H2_PREFACE), Some(Version::H2));
+        assert_eq!(
+            version_of(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0"),
+            Some(Version::H2)
+        );
+    }
+}

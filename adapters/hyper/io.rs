@@ -1,0 +1,232 @@
+//! The transports under hyper: [`ConnIo`], which keeps a connection counted
+//! while any part of it is alive (upgraded connections included), fails its
+//! reads and writes once the hammer falls, and lingers after a clean close;
+//! and [`Rewind`], which replays the bytes read to tell HTTP/1 from HTTP/2.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+
+use crate::drain::{DrainGroup, DrainSignal, Tracked};
+
+/// A accepted socket as hyper (and TLS) sees it.
+///
+/// It owns the connection's [`Tracked`] guard, so the connection counts as
+/// in flight until the socket is dropped, wherever it went: hyper's
+/// connection task, or a handler's task after an HTTP upgrade. Once the
+/// hammer falls, reads and writes fail with `ConnectionAborted`, which ends
+/// upgraded connections whose handlers ignore the drain signal.
+///
+/// When the write side was shut down cleanly (hyper closing a connection),
+/// dropping it does not close the socket at once: a task reads and discards
+/// what the client still sends, for at most `linger`, until the client closes.
+/// Closing a socket with unread data makes the kernel answer with a reset,
+/// which can destroy a response the client has not read yet; this way the
+/// client sees a clean end-of-file instead.
+pub(super) struct ConnIo<T: AsyncRead + Unpin + Send + 'static> {
+    inner: Option<T>,
+    tracked: Option<Tracked>,
+    hammer_read: DrainSignal,
+    hammer_write: DrainSignal,
+    write_closed: bool,
+    linger: Duration,
+}
+
+impl<T: AsyncRead + Unpin + Send + 'static> ConnIo<T> {
+    pub(super) fn new(inner: T, tracked: Tracked, group: &DrainGroup, linger: Duration) -> Self {
+        ConnIo {
+            inner: Some(inner),
+            tracked: Some(tracked),
+            hammer_read: group.hammer_signal(),
+            hammer_write: group.hammer_signal(),
+            write_closed: false,
+            linger,
+        }
+    }
+
+    fn parts(&mut self) -> (&mut T, &mut DrainSignal, &mut DrainSignal) {
+        let inner = self.inner.as_mut().expect("only taken on drop");
+        (inner, &mut self.hammer_read, &mut self.hammer_write)
+    }
+}
+
+fn aborted() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection aborted: stop timeout reached",
+    )
+}
+
+impl<T: AsyncRead + Unpin + Send + 'static> AsyncRead for ConnIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let (inner, hammer, _) = self.get_mut().parts();
+        if Pin::new(hammer).poll(cx).is_ready() {
+            return Poll::Ready(Err(aborted()));
+        }
+        Pin::new(inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for ConnIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let (inner, _, hammer) = self.get_mut().parts();
+        if Pin::new(hammer).poll(cx).is_ready() {
+            return Poll::Ready(Err(aborted()));
+        }
+        Pin::new(inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let (inner, _, hammer) = self.get_mut().parts();
+        if Pin::new(hammer).poll(cx).is_ready() {
+            return Poll::Ready(Err(aborted()));
+        }
+        Pin::new(inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.is_write_vectored())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let (inner, _, hammer) = self.get_mut().parts();
+        if Pin::new(hammer).poll(cx).is_ready() {
+            return Poll::Ready(Err(aborted()));
+        }
+        Pin::new(inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let (inner, _, hammer) = this.parts();
+        if Pin::new(hammer).poll(cx).is_ready() {
+            return Poll::Ready(Err(aborted()));
+        }
+        let done = Pin::new(inner).poll_shutdown(cx);
+        if matches!(done, Poll::Ready(Ok(()))) {
+            this.write_closed = true;
+        }
+        done
+    }
+}
+
+impl<T: AsyncRead + Unpin + Send + 'static> Drop for ConnIo<T> {
+    fn drop(&mut self) {
+        if !self.write_closed || self.hammer_read.is_fired() || self.linger.is_zero() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if let Some(inner) = self.inner.take() {
+            let tracked = self.tracked.take();
+            let hammer = self.hammer_read.clone();
+            runtime.spawn(linger(inner, tracked, hammer, self.linger));
+        }
+    }
+}
+
+/// Reads and discards until the client closes, the hammer falls, or `limit`.
+async fn linger<T: AsyncRead + Unpin>(
+    mut io: T,
+    tracked: Option<Tracked>,
+    mut hammer: DrainSignal,
+    limit: Duration,
+) {
+    let mut sink = [0u8; 512];
+    let _ = tokio::time::timeout(limit, async {
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut hammer => return,
+                read = io.read(&mut sink) => if !matches!(read, Ok(n) if n > 0) { return },
+            }
+        }
+    })
+    .await;
+    drop(tracked);
+}
+
+/// A stream that first yields `prefix`, the bytes already read from it.
+pub(super) struct Rewind<S> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    pub(super) fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Rewind {
+            prefix,
+            pos: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.pos < this.prefix.len() {
+            let n = buf.remaining().min(this.prefix.len() - this.pos);
+            buf.put_slice(&this.prefix[this.pos..this.pos + n]);
+            this.pos += n;
+            if this.pos == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}

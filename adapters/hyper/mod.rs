@@ -1,0 +1,423 @@
+//! HTTP/1.1 and HTTP/2 on hyper 1, restarted without failing a request.
+//!
+//! The one-call entry point, the equivalent of Go's `ListenAndServe`:
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//! use hyper::{Request, Response, body::Incoming};
+//!
+//! # async fn hello(_: Request<Incoming>) -> Result<Response<String>, Infallible> {
+//! #     Ok(Response::new("hello\n".to_string()))
+//! # }
+//! # async fn example() -> Result<(), handoff::Error> {
+//! let handoff = handoff::Handoff::new()?; // early in main, before the runtime's threads
+//! // ... then, inside a tokio runtime:
+//! let service = hyper::service::service_fn(hello);
+//! handoff::hyper::serve(handoff, [("http", "127.0.0.1:8080")], service).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Each `(name, address)` is inherited from the previous generation or bound
+//! fresh (see [`Listeners`](crate::Listeners)); addresses are TCP
+//! (`127.0.0.1:8080`) or Unix (`unix:/run/app.sock`). HTTP/1.1 and HTTP/2
+//! (prior knowledge, or ALPN with TLS) are served on the same port. SIGHUP
+//! restarts into the new build, SIGTERM shuts down; either way this
+//! generation drains:
+//!
+//! - it stops accepting (the successor accepts from the same socket);
+//! - idle keep-alive connections close at once; connections that have sent
+//!   nothing close too, once they are older than the
+//!   [first-request grace](Server::first_request_grace);
+//! - requests in flight finish; HTTP/1 responses carry `Connection: close`
+//!   and HTTP/2 connections get GOAWAY;
+//! - upgraded connections (WebSocket) count as in flight until their socket
+//!   is dropped; handlers learn that draining started through the
+//!   [`Draining`] extension of the request;
+//! - at the stop timeout whatever remains is dropped (the hammer).
+//!
+//! Use [`Server`] to configure timeouts, limits, TLS, or to serve several
+//! services; [`serve_tower`] takes a tower service such as an axum `Router`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hyper::body::{Body, Incoming};
+use hyper::server::conn::{http1, http2};
+use hyper::service::Service;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::{Address, DrainGroup, DrainSignal, Drainable, Error, ExitReason, Handoff, Result};
+
+mod accept;
+mod connection;
+mod io;
+mod listener;
+mod service;
+
+pub use hyper_util::service::TowerToHyperService;
+pub use listener::Listener;
+
+/// The error type services may return.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Default for [`Server::header_read_timeout`].
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`Server::first_request_grace`].
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+/// How long a closed connection keeps reading what the client still sends.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Serves `service` on every `(name, address)` pair with a default [`Server`],
+/// then runs `handoff` until this generation is done: restarts on SIGHUP or
+/// SIGUSR2, graceful shutdown on SIGTERM or SIGINT.
+///
+/// Must be called from within a tokio runtime (with I/O and time enabled).
+/// See the [module documentation](self) for an example.
+pub async fn serve<I, N, A, S, B>(handoff: Handoff, listeners: I, service: S) -> Result<ExitReason>
+where
+    I: IntoIterator<Item = (N, A)>,
+    N: AsRef<str>,
+    A: AsRef<str>,
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    Server::new().serve(handoff, listeners, service).await
+}
+
+/// [`serve`] for a tower service, such as an axum `Router`.
+///
+/// ```no_run
+/// # async fn example(router: axum::Router) -> Result<(), handoff::Error> {
+/// let handoff = handoff::Handoff::new()?;
+/// handoff::hyper::serve_tower(handoff, [("http", "127.0.0.1:8080")], router).await?;
+/// # Ok(()) }
+/// ```
+pub async fn serve_tower<I, N, A, S, B>(
+    handoff: Handoff,
+    listeners: I,
+    service: S,
+) -> Result<ExitReason>
+where
+    I: IntoIterator<Item = (N, A)>,
+    N: AsRef<str>,
+    A: AsRef<str>,
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    serve(handoff, listeners, TowerToHyperService::new(service)).await
+}
+
+/// Whether the server is draining: every request carries one as an
+/// extension (`request.extensions().get::<Draining>()`, or axum's
+/// `Extension<Draining>`).
+///
+/// Long-lived handlers (streams, upgraded connections) await
+/// [`signal`](Draining::signal) to wrap up, and may await
+/// [`hammer_signal`](Draining::hammer_signal) to stop at once.
+#[derive(Debug, Clone)]
+pub struct Draining {
+    group: DrainGroup,
+}
+
+impl Draining {
+    fn new(group: DrainGroup) -> Self {
+        Draining { group }
+    }
+
+    /// Resolves when draining starts (at once if it has).
+    pub fn signal(&self) -> DrainSignal {
+        self.group.signal()
+    }
+
+    /// Resolves when what is still in flight is to be aborted (the stop
+    /// timeout passed). The server drops the connections it drives itself;
+    /// reads and writes on upgraded connections fail from then on.
+    pub fn hammer_signal(&self) -> DrainSignal {
+        self.group.hammer_signal()
+    }
+
+    /// Whether draining has started.
+    pub fn is_draining(&self) -> bool {
+        self.group.is_draining()
+    }
+}
+
+/// What the connections of a [`Server`] are served with.
+#[derive(Clone)]
+struct Config {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    header_read_timeout: Option<Duration>,
+    grace: Duration,
+    linger: Duration,
+    #[cfg(feature = "tls")]
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// An HTTP server on handoff's listeners that implements [`Drainable`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// # use std::convert::Infallible;
+/// # use hyper::{Request, Response, body::Incoming};
+/// # async fn hello(_: Request<Incoming>) -> Result<Response<String>, Infallible> {
+/// #     Ok(Response::new("hello\n".to_string()))
+/// # }
+/// # async fn example(mut handoff: handoff::Handoff) -> Result<(), handoff::Error> {
+/// let server = handoff::hyper::Server::new()
+///     .header_read_timeout(Duration::from_secs(10))
+///     .max_header_size(16 * 1024);
+/// let service = hyper::service::service_fn(hello);
+/// let bound = server.listen(&mut handoff, "http", "127.0.0.1:0", service)?;
+/// println!("serving {bound}");
+/// handoff.run(handoff::tokio::Tokio, server).await?;
+/// # Ok(()) }
+/// ```
+///
+/// Cloning is cheap: clones share the connections and the drain state.
+/// Configure first, then [`listen`](Server::listen): a listener is served
+/// with the configuration the server had when it was added.
+#[derive(Clone)]
+pub struct Server {
+    group: DrainGroup,
+    config: Arc<Config>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = f.debug_struct("Server");
+        s.field("in_flight", &self.group.in_flight())
+            .field("draining", &self.group.is_draining())
+            .field("header_read_timeout", &self.config.header_read_timeout)
+            .field("first_request_grace", &self.config.grace);
+        #[cfg(feature = "tls")]
+        s.field("tls", &self.config.tls.is_some());
+        s.finish_non_exhaustive()
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Server {
+    /// A server with the defaults: HTTP/1.1 with keep-alive and HTTP/2,
+    /// header read timeout 30 s, hyper's header limits, first-request grace
+    /// 1 s, no TLS.
+    pub fn new() -> Self {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new());
+        Server {
+            group: DrainGroup::new(),
+            config: Arc::new(Config {
+                h1,
+                h2,
+                header_read_timeout: Some(HEADER_READ_TIMEOUT),
+                grace: FIRST_REQUEST_GRACE,
+                linger: LINGER,
+                #[cfg(feature = "tls")]
+                tls: None,
+            }),
+        }
+    }
+
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// How long a client may take to send a request's headers (and, before
+    /// that, its first byte and the TLS handshake) before the connection is
+    /// closed; `None` for no limit. Default 30 s.
+    pub fn header_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        let timeout = timeout.into();
+        let config = self.config();
+        config.header_read_timeout = timeout;
+        config.h1.header_read_timeout(timeout);
+        self
+    }
+
+    /// The largest request head accepted, in bytes: HTTP/1 request line and
+    /// headers (a larger one is answered with 431), HTTP/2 header list.
+    pub fn max_header_size(mut self, bytes: usize) -> Self {
+        let config = self.config();
+        config.h1.max_header_size(bytes);
+        config
+            .h2
+            .max_header_list_size(u32::try_from(bytes).unwrap_or(u32::MAX));
+        self
+    }
+
+    /// How long a connection that has not sent a byte yet may stay open once
+    /// draining starts, counted from when it was accepted (from the end of
+    /// the TLS handshake for its first request). Default 1 s.
+    ///
+    /// A client writes its request right after connecting; a connection the
+    /// old generation accepted an instant before draining started would fail
+    /// that request if it were closed at once. Older silent connections close
+    /// the moment draining starts. (Go's `Shutdown` waits 5 s for these.)
+    pub fn first_request_grace(mut self, grace: Duration) -> Self {
+        self.config().grace = grace;
+        self
+    }
+
+    /// Configures hyper's HTTP/1 builder further (it comes with a tokio timer).
+    pub fn http1(mut self, configure: impl FnOnce(&mut http1::Builder)) -> Self {
+        configure(&mut self.config().h1);
+        self
+    }
+
+    /// Configures hyper's HTTP/2 builder further (it comes with a tokio
+    /// executor and timer).
+    pub fn http2(mut self, configure: impl FnOnce(&mut http2::Builder<TokioExecutor>)) -> Self {
+        configure(&mut self.config().h2);
+        self
+    }
+
+    /// Serves HTTPS with `config` (see [`crate::tls::server_config`]); its
+    /// ALPN protocols choose between HTTP/2 and HTTP/1.1.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.config().tls = Some(tokio_rustls::TlsAcceptor::from(config));
+        self
+    }
+
+    /// A [`Draining`] of this server, as requests carry it.
+    pub fn draining(&self) -> Draining {
+        Draining::new(self.group.clone())
+    }
+
+    /// Takes the listener `name` from `handoff` (inherited, or bound fresh at
+    /// `address`, see [`Handoff::listen`]) and serves `service` on it.
+    /// Returns the address actually bound (the real port when 0 was asked).
+    ///
+    /// Must be called from within a tokio runtime.
+    pub fn listen<S, B>(
+        &self,
+        handoff: &mut Handoff,
+        name: &str,
+        address: &str,
+        service: S,
+    ) -> Result<Address>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let address: Address = address.parse()?;
+        match &address {
+            Address::Tcp(_) => {
+                let listener: tokio::net::TcpListener =
+                    handoff.listeners().get_or_bind(name, &address)?;
+                let local = listener.local_addr().map_err(|e| {
+                    Error::io(format!("cannot read the address of listener {name:?}"), e)
+                })?;
+                self.serve_listener(listener, service);
+                Ok(Address::Tcp(local))
+            }
+            Address::Unix(_) => {
+                let listener: tokio::net::UnixListener =
+                    handoff.listeners().get_or_bind(name, &address)?;
+                self.serve_listener(listener, service);
+                Ok(address)
+            }
+            _ => Err(Error::InvalidAddress {
+                input: address.to_string(),
+                reason: "HTTP is served on TCP or Unix stream sockets".into(),
+            }),
+        }
+    }
+
+    /// Serves `service` on a listener obtained elsewhere (for example
+    /// [`Handoff::listen`]); accepting stops when draining starts.
+    ///
+    /// Must be called from within a tokio runtime.
+    pub fn serve_listener<L, S, B>(&self, listener: L, service: S)
+    where
+        L: Listener,
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        tokio::spawn(accept::accept_loop(
+            self.config.clone(),
+            self.group.clone(),
+            listener,
+            service,
+        ));
+    }
+
+    /// Serves `service` on every `(name, address)` pair, then runs `handoff`
+    /// with this server until this generation is done. [`serve`] with a
+    /// configured server.
+    pub async fn serve<I, N, A, S, B>(
+        self,
+        mut handoff: Handoff,
+        listeners: I,
+        service: S,
+    ) -> Result<ExitReason>
+    where
+        I: IntoIterator<Item = (N, A)>,
+        N: AsRef<str>,
+        A: AsRef<str>,
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        for (name, address) in listeners {
+            let name = name.as_ref();
+            match self.listen(&mut handoff, name, address.as_ref(), service.clone()) {
+                Ok(bound) => tracing::info!(name, %bound, "serving HTTP"),
+                Err(e) => {
+                    self.abort();
+                    return Err(e);
+                }
+            }
+        }
+        handoff.run(crate::tokio::Tokio, self).await
+    }
+}
+
+#[async_trait]
+impl Drainable for Server {
+    fn begin_drain(&self) {
+        self.group.begin_drain();
+    }
+
+    fn in_flight(&self) -> usize {
+        self.group.in_flight()
+    }
+
+    async fn idle(&self) {
+        self.group.idle().await
+    }
+
+    fn abort(&self) {
+        self.group.abort();
+    }
+}

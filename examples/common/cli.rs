@@ -1,0 +1,137 @@
+//! The command line every example server shares: `--listen ADDR`
+//! (repeatable), `--pid-file PATH`, `--ready-timeout SECS`, `--stop-timeout
+//! SECS`, `--kill-timeout SECS`, and for HTTPS servers `--tls-cert PEM
+//! --tls-key PEM`; logging to stderr; and the lines printed after each restart.
+
+#![allow(dead_code)] // each example uses the part it needs
+
+use std::fmt::Display;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The parsed flags.
+pub struct Cli {
+    pub program: &'static str,
+    pub listen: Vec<String>,
+    pub pid_file: Option<String>,
+    pub ready: Option<Duration>,
+    pub stop: Option<Duration>,
+    pub kill: Option<Duration>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+}
+
+impl Cli {
+    /// Parses the process arguments. `default_listen` applies when no
+    /// `--listen` is given; `tls` accepts `--tls-cert` and `--tls-key`.
+    pub fn parse(program: &'static str, default_listen: &[&str], tls: bool) -> Result<Cli, String> {
+        let mut cli = Cli {
+            program,
+            listen: Vec::new(),
+            pid_file: None,
+            ready: None,
+            stop: None,
+            kill: None,
+            tls_cert: None,
+            tls_key: None,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+            let secs = |v: String| -> Result<Duration, String> {
+                v.parse::<f64>()
+                    .ok()
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                    .ok_or_else(|| format!("{flag} {v:?}: expected seconds, e.g. 30 or 0.5"))
+            };
+            match flag.as_str() {
+                "--listen" => cli.listen.push(value()?),
+                "--pid-file" => cli.pid_file = Some(value()?),
+                "--ready-timeout" => cli.ready = Some(secs(value()?)?),
+                "--stop-timeout" => cli.stop = Some(secs(value()?)?),
+                "--kill-timeout" => cli.kill = Some(secs(value()?)?),
+                "--tls-cert" if tls => cli.tls_cert = Some(value()?),
+                "--tls-key" if tls => cli.tls_key = Some(value()?),
+                "-h" | "--help" => return Err(usage(program, tls)),
+                other => return Err(format!("unknown argument {other:?} (try --help)")),
+            }
+        }
+        if cli.tls_cert.is_some() != cli.tls_key.is_some() {
+            return Err("--tls-cert and --tls-key go together".into());
+        }
+        if cli.listen.is_empty() {
+            cli.listen = default_listen.iter().map(|s| s.to_string()).collect();
+        }
+        Ok(cli)
+    }
+
+    /// A `Handoff` builder with the pid file and timeouts of the flags, which
+    /// prints `restart complete: successor pid PID` or `restart failed:
+    /// REASON` after each restart attempt.
+    pub fn builder(&self) -> handoff::Builder {
+        let mut builder = handoff::Handoff::builder().on_restart(|result| match result {
+            Ok(pid) => println!("restart complete: successor pid {pid}"),
+            Err(e) => println!("restart failed: {e}"),
+        });
+        if let Some(path) = &self.pid_file {
+            builder = builder.pid_file(path);
+        }
+        if let Some(t) = self.ready {
+            builder = builder.ready_timeout(t);
+        }
+        if let Some(t) = self.stop {
+            builder = builder.stop_timeout(t);
+        }
+        if let Some(t) = self.kill {
+            builder = builder.kill_timeout(t);
+        }
+        builder
+    }
+
+    /// Reports a fatal error and returns the failure exit code.
+    pub fn fail(&self, error: impl Display) -> ExitCode {
+        eprintln!("{}: {error}", self.program);
+        ExitCode::FAILURE
+    }
+}
+
+fn usage(program: &str, tls: bool) -> String {
+    let tls = if tls {
+        " [--tls-cert PEM --tls-key PEM]"
+    } else {
+        ""
+    };
+    format!(
+        "usage: {program} [--listen ADDR]... [--pid-file PATH] [--ready-timeout SECS] \
+         [--stop-timeout SECS] [--kill-timeout SECS]{tls}"
+    )
+}
+
+/// Logs to stderr (`RUST_LOG` filters; default `info`), with colours only on
+/// a terminal.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// Parses `500ms`, `2s`, `1.5s`, `1m`, `100us`: a number and a unit.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(number * scale).ok()
+}

@@ -1,0 +1,670 @@
+//! Shared harness of the HTTP integration tests (`tests/http_*.rs`), on top
+//! of `tests/common` (process guard, example builder, pid file).
+//!
+//! - [`start_demo`]: the demo example with `--listen 127.0.0.1:0`, its ports
+//!   read from the `serving` lines.
+//! - [`Certs`]: self-signed certificates made with rcgen at test time.
+//! - [`Target`] and [`Mode`]: hyper client connections (HTTP/1.1 keep-alive,
+//!   a new connection per request, HTTP/2), plain or TLS.
+//! - [`Load`]: client tasks that run until stopped or a deadline, and
+//!   classify every request: served (by which pid), failed, non-200, and
+//!   retried (only when the client library says the request was not sent or
+//!   not processed, on a connection that had served a request before).
+//!
+//! Loopback only; every loop bounded in count and time.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::{http1, http2};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio_rustls::rustls::{self, pki_types::ServerName};
+
+use crate::common::{self, Serving};
+
+/// The demo example, built with every feature this test was built with.
+pub fn demo_bin() -> PathBuf {
+    common::example_bin("demo", &features())
+}
+
+/// The axum example.
+pub fn axum_bin() -> PathBuf {
+    common::example_bin("axum", &features())
+}
+
+/// The features of this build (building the examples with the same set
+/// avoids recompiling the library).
+fn features() -> String {
+    let all = [
+        ("tokio", cfg!(feature = "tokio")),
+        ("hyper", cfg!(feature = "hyper")),
+        ("tls", cfg!(feature = "tls")),
+    ];
+    let on: Vec<&str> = all.iter().filter(|(_, on)| *on).map(|(f, _)| *f).collect();
+    on.join(",")
+}
+
+/// Raises this process's soft limit on open files to the hard limit.
+pub fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        setrlimit(Resource::Nofile, limit).expect("raise RLIMIT_NOFILE");
+    }
+    limit.current.unwrap_or(u64::MAX)
+}
+
+/// Starts `program` (`--listen 127.0.0.1:0 --pid-file DIR/server.pid` added)
+/// and returns the guard and the address of its first listener.
+pub fn start_server(
+    program: &Path,
+    dir: &common::TempDir,
+    args: &[&str],
+) -> (common::Server, Serving) {
+    let server = common::Server::start(program, dir, args);
+    let serving = server.wait_serving(0, 1, common::T30).remove(0);
+    server.wait_pid_file(common::T30);
+    (server, serving)
+}
+
+/// The demo, see [`start_server`].
+pub fn start_demo(dir: &common::TempDir, args: &[&str]) -> (common::Server, SocketAddr) {
+    let (server, serving) = start_server(&demo_bin(), dir, args);
+    let addr = socket_addr(&serving);
+    (server, addr)
+}
+
+/// The address of a `serving http://ADDR` or `https://ADDR` line.
+pub fn socket_addr(serving: &Serving) -> SocketAddr {
+    let addr = serving
+        .url
+        .strip_prefix("http://")
+        .or_else(|| serving.url.strip_prefix("https://"))
+        .unwrap_or_else(|| panic!("not an http url: {}", serving.url));
+    let addr: SocketAddr = addr.parse().expect("socket address");
+    assert!(addr.ip().is_loopback(), "tests only talk to loopback");
+    addr
+}
+
+/// Runs a blocking harness call (pid file polling, /proc) without stalling
+/// the runtime's other tasks.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+// ---------------------------------------------------------------------------
+// Certificates
+// ---------------------------------------------------------------------------
+
+/// A self-signed certificate for `localhost`, written as PEM files.
+pub struct Certs {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub der: Vec<u8>,
+}
+
+impl Certs {
+    /// Makes a new certificate and writes it to `dir/NAME.cert.pem` and
+    /// `dir/NAME.key.pem`.
+    pub fn generate(dir: &Path, name: &str) -> Certs {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("generate certificate");
+        let cert_path = dir.join(format!("{name}.cert.pem"));
+        let key_path = dir.join(format!("{name}.key.pem"));
+        std::fs::write(&cert_path, certified.cert.pem()).unwrap();
+        std::fs::write(&key_path, certified.key_pair.serialize_pem()).unwrap();
+        Certs {
+            cert_path,
+            key_path,
+            der: certified.cert.der().to_vec(),
+        }
+    }
+
+    /// Atomically replaces the files at `cert` and `key` with these.
+    pub fn install(&self, cert: &Path, key: &Path) {
+        common::replace_with_copy(key, &self.key_path, 0o600);
+        common::replace_with_copy(cert, &self.cert_path, 0o644);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Clients
+// ---------------------------------------------------------------------------
+
+/// How a client talks to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mode {
+    /// HTTP/1.1, one connection reused for request after request.
+    KeepAlive,
+    /// HTTP/1.1, a new connection for every request.
+    NewConnection,
+    /// HTTP/2, one connection reused (ALPN `h2` with TLS, prior knowledge
+    /// without).
+    H2,
+}
+
+/// Where the clients connect: an address, plain or TLS.
+#[derive(Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    tls: Option<TlsClient>,
+}
+
+#[derive(Clone)]
+struct TlsClient {
+    h1: tokio_rustls::TlsConnector,
+    h2: tokio_rustls::TlsConnector,
+}
+
+impl Target {
+    pub fn plain(addr: SocketAddr) -> Target {
+        Target { addr, tls: None }
+    }
+
+    /// TLS to `localhost` at `addr`, trusting exactly `trusted`.
+    pub fn tls(addr: SocketAddr, trusted: &[&[u8]]) -> Target {
+        let mut roots = rustls::RootCertStore::empty();
+        for der in trusted {
+            roots.add(der.to_vec().into()).expect("trust anchor");
+        }
+        let config = |alpn: &[u8]| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            config.alpn_protocols = vec![alpn.to_vec()];
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+        };
+        Target {
+            addr,
+            tls: Some(TlsClient {
+                h1: config(b"http/1.1"),
+                h2: config(b"h2"),
+            }),
+        }
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Connects (TCP, then TLS if any). Returns the stream and the DER of
+    /// the certificate the server presented.
+    pub async fn connect_io(&self, mode: Mode) -> Result<(Box<dyn Io>, Option<Vec<u8>>), String> {
+        let tcp = tokio::time::timeout(common::T10, TcpStream::connect(self.addr))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| format!("connect: {e}"))?;
+        tcp.set_nodelay(true).ok();
+        let Some(tls) = &self.tls else {
+            return Ok((Box::new(tcp), None));
+        };
+        let connector = if mode == Mode::H2 { &tls.h2 } else { &tls.h1 };
+        let name = ServerName::try_from("localhost").unwrap();
+        let stream = tokio::time::timeout(common::T10, connector.connect(name, tcp))
+            .await
+            .map_err(|_| "TLS handshake timed out".to_string())?
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+        let (_, session) = stream.get_ref();
+        let alpn = session.alpn_protocol().map(|p| p.to_vec());
+        let want: &[u8] = if mode == Mode::H2 { b"h2" } else { b"http/1.1" };
+        if alpn.as_deref() != Some(want) {
+            return Err(format!("ALPN chose {alpn:?}"));
+        }
+        let cert = session
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.to_vec());
+        Ok((Box::new(stream), cert))
+    }
+
+    /// A new client connection, driven by a spawned task.
+    pub async fn connect(&self, mode: Mode) -> Result<Conn, String> {
+        let (io, cert) = self.connect_io(mode).await?;
+        let io = TokioIo::new(io);
+        let (sender, closed) = match mode {
+            Mode::H2 => {
+                let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(|e| format!("h2 handshake: {e}"))?;
+                (
+                    Sender::H2(sender),
+                    tokio::spawn(async move { conn.await.map_err(|e| e.to_string()) }),
+                )
+            }
+            _ => {
+                let (sender, conn) = http1::handshake(io)
+                    .await
+                    .map_err(|e| format!("h1 handshake: {e}"))?;
+                (
+                    Sender::H1(sender),
+                    tokio::spawn(async move { conn.await.map_err(|e| e.to_string()) }),
+                )
+            }
+        };
+        Ok(Conn {
+            sender,
+            closed,
+            target: self.clone(),
+            served: 0,
+            cert,
+        })
+    }
+}
+
+/// Plain or TLS client stream.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+enum Sender {
+    H1(http1::SendRequest<Empty<Bytes>>),
+    H2(http2::SendRequest<Empty<Bytes>>),
+}
+
+/// One client connection.
+pub struct Conn {
+    sender: Sender,
+    /// Resolves when the connection is closed: `Ok` when the server closed
+    /// it cleanly (end-of-file), `Err` on a protocol or I/O error.
+    pub closed: tokio::task::JoinHandle<Result<(), String>>,
+    target: Target,
+    /// Requests answered on it so far.
+    pub served: u64,
+    /// The server's certificate (TLS).
+    pub cert: Option<Vec<u8>>,
+}
+
+/// A response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: String,
+    /// The `pid=N` in the body.
+    pub pid: Option<u32>,
+    /// The `Connection` header.
+    pub connection: Option<String>,
+}
+
+pub fn pid_in(body: &str) -> Option<u32> {
+    let tail = &body[body.find("pid=")? + 4..];
+    let digits: String = tail.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+impl Conn {
+    /// The handle that resolves when the connection closes, and a guard that
+    /// keeps the client side open (dropping it lets the client close).
+    pub fn split(
+        self,
+    ) -> (
+        impl Send + 'static,
+        tokio::task::JoinHandle<Result<(), String>>,
+    ) {
+        (self.sender, self.closed)
+    }
+
+    /// Whether the connection can take another request (false once the
+    /// server closed it, or sent GOAWAY).
+    pub async fn ready(&mut self) -> bool {
+        let ready = match &mut self.sender {
+            Sender::H1(s) => tokio::time::timeout(common::T5, s.ready()).await,
+            Sender::H2(s) => tokio::time::timeout(common::T5, s.ready()).await,
+        };
+        matches!(ready, Ok(Ok(())))
+    }
+
+    /// Sends `GET path` and reads the whole response.
+    pub async fn get(&mut self, path: &str) -> Result<Reply, hyper::Error> {
+        let uri = match self.sender {
+            Sender::H1(_) => path.to_string(),
+            Sender::H2(_) => format!(
+                "{}://localhost:{}{path}",
+                self.target.scheme(),
+                self.target.addr.port()
+            ),
+        };
+        let request = Request::get(uri)
+            .header(hyper::header::HOST, "localhost")
+            .body(Empty::new())
+            .unwrap();
+        // hyper rejects a request sent before the connection is ready again
+        // (the previous response just read); wait for it.
+        let response = match &mut self.sender {
+            Sender::H1(s) => {
+                s.ready().await?;
+                s.send_request(request).await?
+            }
+            Sender::H2(s) => {
+                s.ready().await?;
+                s.send_request(request).await?
+            }
+        };
+        let status = response.status();
+        let connection = response
+            .headers()
+            .get(hyper::header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.into_body().collect().await?.to_bytes();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        self.served += 1;
+        Ok(Reply {
+            pid: pid_in(&body),
+            status,
+            body,
+            connection,
+        })
+    }
+}
+
+/// Whether a failed request was certainly not processed by the server, so
+/// that a client may send it again: hyper cancelled it before sending (or
+/// found the connection closed before sending), the
+/// connection closed before any response byte (HTTP/1 keep-alive race), or
+/// HTTP/2 refused it (GOAWAY below its stream id, REFUSED_STREAM). Only
+/// asked for connections that had served a request before.
+pub fn not_processed(e: &hyper::Error) -> Option<&'static str> {
+    if e.is_canceled() {
+        return Some("canceled");
+    }
+    if e.is_closed() {
+        return Some("closed before sending");
+    }
+    if e.is_incomplete_message() {
+        return Some("closed before message");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+                return Some("h2 refused stream");
+            }
+            if h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR) {
+                return Some("h2 goaway");
+            }
+        }
+        source = s.source();
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
+// Load
+// ---------------------------------------------------------------------------
+
+/// Counters shared by the client tasks.
+#[derive(Default)]
+pub struct Stats {
+    pub served: AtomicU64,
+    pub failed: AtomicU64,
+    pub non_200: AtomicU64,
+    pub retries: AtomicU64,
+    pub reconnects: AtomicU64,
+    by_pid: Mutex<BTreeMap<u32, u64>>,
+    by_mode: Mutex<BTreeMap<Mode, u64>>,
+    retry_kinds: Mutex<BTreeMap<&'static str, u64>>,
+    errors: Mutex<Vec<String>>,
+    certs: Mutex<Vec<Vec<u8>>>,
+    progress: Notify,
+}
+
+impl Stats {
+    fn fail(&self, what: String) {
+        self.failed.fetch_add(1, Ordering::SeqCst);
+        let mut errors = self.errors.lock().unwrap();
+        if errors.len() < 20 {
+            errors.push(what);
+        }
+        self.progress.notify_waiters();
+    }
+
+    fn record(&self, mode: Mode, reply: &Reply, cert: Option<&Vec<u8>>) {
+        if reply.status != StatusCode::OK {
+            self.non_200.fetch_add(1, Ordering::SeqCst);
+            self.fail(format!(
+                "{mode:?}: status {} body {:?}",
+                reply.status, reply.body
+            ));
+            return;
+        }
+        let Some(pid) = reply.pid else {
+            return self.fail(format!("{mode:?}: no pid in {:?}", reply.body));
+        };
+        *self.by_pid.lock().unwrap().entry(pid).or_default() += 1;
+        *self.by_mode.lock().unwrap().entry(mode).or_default() += 1;
+        if let Some(cert) = cert {
+            let mut certs = self.certs.lock().unwrap();
+            if !certs.contains(cert) {
+                certs.push(cert.clone());
+            }
+        }
+        self.served.fetch_add(1, Ordering::SeqCst);
+        self.progress.notify_waiters();
+    }
+
+    pub fn served_by(&self, pid: u32) -> u64 {
+        self.by_pid.lock().unwrap().get(&pid).copied().unwrap_or(0)
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.by_pid.lock().unwrap().keys().copied().collect()
+    }
+
+    /// The distinct certificates seen, in the order first seen.
+    pub fn certs(&self) -> Vec<Vec<u8>> {
+        self.certs.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until `cond` holds; re-checked on every outcome.
+    pub async fn wait_for(&self, timeout: Duration, cond: impl Fn(&Stats) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if cond(self) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return cond(self);
+            }
+        }
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "served={} failed={} non_200={} retries={} {:?} reconnects={} by_mode={:?} pids={}",
+            self.served.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+            self.non_200.load(Ordering::SeqCst),
+            self.retries.load(Ordering::SeqCst),
+            self.retry_kinds.lock().unwrap(),
+            self.reconnects.load(Ordering::SeqCst),
+            self.by_mode.lock().unwrap(),
+            self.by_pid.lock().unwrap().len(),
+        )?;
+        let errors = self.errors.lock().unwrap();
+        for e in errors.iter() {
+            write!(f, "\n  error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Client tasks hammering a target until stopped (or a deadline).
+pub struct Load {
+    pub stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Most requests one client task sends.
+const MAX_REQUESTS_PER_TASK: u64 = 1_000_000;
+/// Most consecutive retries of one request.
+const MAX_RETRIES: u32 = 5;
+
+impl Load {
+    /// Starts `count` tasks of each mode; they stop at `deadline` at the latest.
+    pub fn start(target: &Target, modes: &[(Mode, usize)], path: &str, deadline: Duration) -> Load {
+        let stats = Arc::new(Stats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let deadline = Instant::now() + deadline;
+        let mut tasks = Vec::new();
+        for &(mode, count) in modes {
+            for _ in 0..count {
+                tasks.push(tokio::spawn(client_task(
+                    target.clone(),
+                    mode,
+                    path.to_string(),
+                    stats.clone(),
+                    stop.clone(),
+                    deadline,
+                )));
+            }
+        }
+        Load { stats, stop, tasks }
+    }
+
+    /// Stops the tasks and waits for them (each finishes its request).
+    pub async fn stop(mut self) -> Arc<Stats> {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in self.tasks.drain(..) {
+            tokio::time::timeout(common::T30, task)
+                .await
+                .expect("client task did not stop")
+                .expect("client task panicked");
+        }
+        self.stats.clone()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn client_task(
+    target: Target,
+    mode: Mode,
+    path: String,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    deadline: Instant,
+) {
+    let mut conn: Option<Conn> = None;
+    let mut retries = 0;
+    for _ in 0..MAX_REQUESTS_PER_TASK {
+        if stop.load(Ordering::SeqCst) || Instant::now() >= deadline {
+            return;
+        }
+        // A connection the server closed while idle is simply replaced.
+        if let Some(c) = conn.as_mut() {
+            if mode == Mode::NewConnection || !c.ready().await {
+                conn = None;
+                stats.reconnects.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match target.connect(mode).await {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    stats.fail(format!("{mode:?}: {e}"));
+                    continue;
+                }
+            },
+        };
+        let reused = c.served > 0;
+        match tokio::time::timeout(common::T30, c.get(&path)).await {
+            Ok(Ok(reply)) => {
+                retries = 0;
+                stats.record(mode, &reply, c.cert.as_ref());
+            }
+            Ok(Err(e)) => {
+                let kind = not_processed(&e).filter(|_| reused);
+                match kind {
+                    Some(kind) if retries < MAX_RETRIES => {
+                        retries += 1;
+                        stats.retries.fetch_add(1, Ordering::SeqCst);
+                        *stats.retry_kinds.lock().unwrap().entry(kind).or_default() += 1;
+                    }
+                    _ => {
+                        retries = 0;
+                        stats.fail(format!("{mode:?} (reused={reused}): {e} ({e:?})"));
+                    }
+                }
+                conn = None;
+            }
+            Err(_) => {
+                stats.fail(format!("{mode:?}: no response within 30 s"));
+                conn = None;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Generations
+// ---------------------------------------------------------------------------
+
+/// Figures of one restart.
+#[derive(Debug, Clone, Copy)]
+pub struct Restart {
+    pub old: i32,
+    pub new: i32,
+    /// Signal to successor ready (pid file changed).
+    pub ready: Duration,
+    /// Signal to the old generation gone.
+    pub old_exit: Duration,
+}
+
+/// SIGHUP to the generation in the pid file; waits for the successor to be
+/// ready and the old generation to exit (both bounded).
+pub fn restart(server: &common::Server, exit_timeout: Duration) -> Restart {
+    let start = Instant::now();
+    let (old, new, ready) = server.restart(common::Signal::HUP, common::T30);
+    assert!(
+        common::wait_gone(old, exit_timeout),
+        "old generation {old} still alive {exit_timeout:?} after the restart\n{}",
+        server.diagnostics()
+    );
+    Restart {
+        old,
+        new,
+        ready,
+        old_exit: start.elapsed(),
+    }
+}
+
+/// `n=.. median=.. max=..` of the restart figures.
+pub fn summarize_restarts(restarts: &[Restart]) -> String {
+    let ready: Vec<Duration> = restarts.iter().map(|r| r.ready).collect();
+    let exit: Vec<Duration> = restarts.iter().map(|r| r.old_exit).collect();
+    format!(
+        "ready after signal: {}; old generation exit after signal: {}",
+        common::summarize(&ready),
+        common::summarize(&exit)
+    )
+}
