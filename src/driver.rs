@@ -69,11 +69,6 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
 
         handoff.listeners.close_unclaimed();
         let pid = own_pid();
-        if let Some(path) = &handoff.pid_file {
-            pidfile::write(path, pid).map_err(|e| {
-                crate::Error::io(format!("cannot write pid file {}", path.display()), e)
-            })?;
-        }
         let (events_tx, events_rx) = mpsc::unbounded();
         let parent_alive = match handoff.parent.take() {
             Some(parent) => {
@@ -101,6 +96,15 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
                 false
             }
         };
+        // A successor's pid is written by its parent once the parent has
+        // stopped accepting; without a parent, this generation writes its own.
+        if !parent_alive {
+            if let Some(path) = &handoff.pid_file {
+                pidfile::write(path, pid).map_err(|e| {
+                    crate::Error::io(format!("cannot write pid file {}", path.display()), e)
+                })?;
+            }
+        }
         if let Err(e) = notify::send(&format!("READY=1\nMAINPID={pid}")) {
             tracing::warn!("sd_notify failed: {e}");
         }
@@ -128,6 +132,12 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
             let mut queue = VecDeque::from([event]);
             while let Some(event) = queue.pop_front() {
                 tracing::debug!(?event, "event");
+                if let Event::ParentExited = event {
+                    tracing::info!("the previous generation has exited");
+                    // Normally the parent wrote our pid already; if it died
+                    // before it could, the pid file must still name us.
+                    self.restore_pid_file();
+                }
                 for action in self.machine.on(event, Instant::now()) {
                     if let Some(reason) = self.perform(action, &mut queue) {
                         return Ok(reason);
@@ -226,6 +236,13 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
                     tracing::warn!("sd_notify failed: {e}");
                 }
             }
+            Action::WritePidFile(pid) => {
+                if let Some(path) = &self.handoff.pid_file {
+                    if let Err(e) = pidfile::write(path, pid) {
+                        tracing::warn!(path = %path.display(), "cannot write pid file: {e}");
+                    }
+                }
+            }
             Action::RemovePidFile => {
                 if let Some(path) = &self.handoff.pid_file {
                     if let Err(e) = pidfile::remove_if_own(path, own_pid()) {
@@ -270,8 +287,8 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
         None
     }
 
-    /// A failed successor may have written its pid before dying; this
-    /// generation still accepts, so the pid file names it again.
+    /// Makes the pid file name this generation if it does not: after a failed
+    /// restart (this generation still accepts), or once the parent exited.
     fn restore_pid_file(&self) {
         let Some(path) = &self.handoff.pid_file else {
             return;

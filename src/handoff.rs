@@ -103,8 +103,11 @@ impl Builder {
         self
     }
 
-    /// Writes the pid of the generation that accepts to `path` (atomically,
-    /// when it becomes ready) and removes it on shutdown.
+    /// Keeps the pid of the generation that accepts in `path`, written
+    /// atomically: by the first generation when it is ready, then by each
+    /// old generation, naming its successor, right after it was told to stop
+    /// accepting. So when the file changes, the new process serves and the
+    /// old one is draining. Removed on shutdown.
     pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.pid_file = Some(path.into());
         self

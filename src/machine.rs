@@ -125,6 +125,9 @@ pub enum Action {
     Hammer,
     /// Tell the service manager.
     Notify(Notify),
+    /// Write this pid to the pid file: the successor accepts and this
+    /// generation has just been told to stop.
+    WritePidFile(u32),
     /// Remove the pid file if it still names this process.
     RemovePidFile,
     /// Answer everyone waiting for a restart.
@@ -251,6 +254,7 @@ impl Machine {
                         out.push(Action::RestartDone(Ok(pid)));
                         out.push(Action::Notify(Notify::MainPid(pid)));
                         self.begin_drain(Some(pid), now, &mut out);
+                        out.push(Action::WritePidFile(pid));
                     }
                 }
             }
@@ -435,7 +439,10 @@ mod tests {
         assert!(m.is_accepting());
         assert_eq!(names(&m.on(Event::RestartRequested, t0)), ["Coalesced"]);
         let acts = m.on(Event::ChildReady { pid: 7 }, t0 + secs(1));
-        assert_eq!(names(&acts), ["RestartDone", "Notify", "BeginDrain"]);
+        assert_eq!(
+            names(&acts),
+            ["RestartDone", "Notify", "BeginDrain", "WritePidFile"]
+        );
         assert!(!m.is_accepting());
         assert_eq!(m.deadline(), Some(t0 + secs(31)));
         let acts = m.on(Event::DrainIdle, t0 + secs(2));

@@ -1697,6 +1697,7 @@ fn successor_exit_during_the_parents_drain_is_ignored() {
                 Action::RestartDone(Ok(7)),
                 Action::Notify(Notify::MainPid(7)),
                 Action::BeginDrain,
+                Action::WritePidFile(7),
             ]
         ),
         "{acts:?}"
@@ -1748,7 +1749,10 @@ fn restart_while_the_successor_waits_for_its_parent_is_deferred() {
         [Action::Coalesced]
     ));
     let acts = m.on(Event::ChildReady { pid: 8 }, t0 + secs(3));
-    assert_eq!(names(&acts), ["RestartDone", "Notify", "BeginDrain"]);
+    assert_eq!(
+        names(&acts),
+        ["RestartDone", "Notify", "BeginDrain", "WritePidFile"]
+    );
 
     // A shutdown while deferred answers the deferred request and drains; the
     // parent's exit afterwards starts nothing.
