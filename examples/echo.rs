@@ -123,9 +123,9 @@ impl Acceptor for tokio::net::UnixListener {
 /// Accepts until draining starts, then drops the listener (the successor
 /// holds the same socket, so the kernel queue keeps every pending connection).
 async fn accept_loop(group: DrainGroup, listener: impl Acceptor) {
-    // Counted as in flight until it stops, so the group never looks idle
+    // The group is not idle until this loop stops, so it never looks idle
     // between an accept and the track() of that connection.
-    let _accepting = group.track();
+    let _accepting = group.accepting();
     let mut drained = group.signal();
     loop {
         tokio::select! {
@@ -205,8 +205,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, guard: Tracked
 
 /// Echoes datagrams until draining starts.
 async fn udp_loop(group: DrainGroup, socket: tokio::net::UdpSocket) {
-    // In flight until it stops, so a datagram being answered is not cut off.
-    let _serving = group.track();
+    // The group is not idle until this loop stops, so a datagram being
+    // answered is not cut off.
+    let _serving = group.accepting();
     let mut drained = group.signal();
     let mut buf = vec![0u8; 65536];
     loop {

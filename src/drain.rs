@@ -109,8 +109,17 @@ impl Flag {
 struct Inner {
     draining: Flag,
     hammered: Flag,
+    /// Connections (or requests) in flight.
     count: AtomicUsize,
+    /// Accept loops that have not stopped yet.
+    accepting: AtomicUsize,
     idle: Event,
+}
+
+impl Inner {
+    fn is_idle(&self) -> bool {
+        self.count.load(Ordering::SeqCst) == 0 && self.accepting.load(Ordering::SeqCst) == 0
+    }
 }
 
 /// Tracks the connections of a server and implements [`Drainable`] for it.
@@ -120,10 +129,10 @@ struct Inner {
 /// while it is open, watches the guard's drain signal to finish what it is
 /// doing and close, and its hammer signal to stop at once.
 ///
-/// The accept loop itself must hold a guard until it has stopped accepting.
-/// Otherwise the group can look idle in the instant between an `accept()`
-/// and the `track()` of that connection, the process exits, and the kernel
-/// answers the client's request with a reset. Cloning is cheap
+/// An accept loop holds an [`accepting`](DrainGroup::accepting) guard until
+/// it has stopped accepting. Otherwise the group could look idle in the
+/// instant between an `accept()` and the `track()` of that connection, the
+/// process would exit, and the kernel would answer the client with a reset. Cloning is cheap
 /// and shares the group. (The same shape as hyper-util's `GracefulShutdown`,
 /// without a runtime.)
 ///
@@ -158,6 +167,15 @@ impl DrainGroup {
         }
     }
 
+    /// Held by an accept loop until it stops accepting: the group is not idle
+    /// while any is held, but they do not count as [in flight](Drainable::in_flight).
+    pub fn accepting(&self) -> Accepting {
+        self.inner.accepting.fetch_add(1, Ordering::SeqCst);
+        Accepting {
+            group: self.clone(),
+        }
+    }
+
     /// A future that resolves when draining starts (immediately if it has).
     pub fn signal(&self) -> DrainSignal {
         DrainSignal::new(self.inner.clone(), Which::Drain)
@@ -186,11 +204,11 @@ impl Drainable for DrainGroup {
 
     async fn idle(&self) {
         loop {
-            if self.in_flight() == 0 {
+            if self.inner.is_idle() {
                 return;
             }
             let listener = self.inner.idle.listen();
-            if self.in_flight() == 0 {
+            if self.inner.is_idle() {
                 return;
             }
             listener.await;
@@ -230,6 +248,28 @@ impl Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         if self.group.inner.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.group.inner.idle.notify(usize::MAX);
+        }
+    }
+}
+
+/// An accept loop of a [`DrainGroup`] that has not stopped yet; see
+/// [`DrainGroup::accepting`].
+#[derive(Debug)]
+pub struct Accepting {
+    group: DrainGroup,
+}
+
+impl Accepting {
+    /// Resolves when draining starts: stop accepting, then drop this guard.
+    pub fn drained(&self) -> DrainSignal {
+        self.group.signal()
+    }
+}
+
+impl Drop for Accepting {
+    fn drop(&mut self) {
+        if self.group.inner.accepting.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.group.inner.idle.notify(usize::MAX);
         }
     }
@@ -343,6 +383,24 @@ mod tests {
         fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
         assert_send_sync::<DrainSignal>();
         assert_send_sync::<DrainGroup>();
+    }
+
+    #[test]
+    fn an_accept_loop_holds_off_idle_without_counting_in_flight() {
+        let group = DrainGroup::new();
+        let accepting = group.accepting();
+        assert_eq!(group.in_flight(), 0);
+        group.begin_drain();
+        let mut idle = group.idle();
+        assert!((&mut idle).now_or_never().is_none(), "idle while accepting");
+        let conn = group.track();
+        drop(accepting);
+        assert!(
+            (&mut idle).now_or_never().is_none(),
+            "idle with a connection"
+        );
+        drop(conn);
+        assert!(idle.now_or_never().is_some());
     }
 
     #[test]

@@ -53,7 +53,7 @@ mod socket;
 mod spawn;
 mod sys;
 
-pub use drain::{DrainGroup, DrainSignal, Drainable, Tracked};
+pub use drain::{Accepting, DrainGroup, DrainSignal, Drainable, Tracked};
 pub use error::{Error, Result};
 pub use handle::Handle;
 pub use handoff::{Builder, Handoff};

@@ -68,7 +68,7 @@ fn ask_pid(port: u16) -> u32 {
 fn serve_pid(listener: TcpListener, group: DrainGroup) {
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
     tokio::spawn(async move {
-        let _accepting = group.track();
+        let _accepting = group.accepting();
         let mut drained = group.signal();
         loop {
             tokio::select! {

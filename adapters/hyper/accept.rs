@@ -30,10 +30,10 @@ pub(super) async fn accept_loop<L, S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    // The loop counts as in flight until it has stopped: otherwise the group
-    // could look idle between an accept() and the track() of that connection,
-    // and the process would exit with the new connection unread (a reset).
-    let _accepting = group.track();
+    // The group is not idle until the loop has stopped: otherwise it could look
+    // idle between an accept() and the track() of that connection, and the
+    // process would exit with the new connection unread (a reset).
+    let _accepting = group.accepting();
     let mut drained = group.signal();
     loop {
         tokio::select! {
