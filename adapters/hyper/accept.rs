@@ -3,11 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::{Body, Incoming};
-use hyper::service::Service;
-use hyper::{Request, Response};
-
-use super::{BoxError, Config, Listener, connection};
+use super::{Config, HttpBody, HttpService, Listener, connection};
 use crate::DrainGroup;
 
 /// How long to wait after a failed accept (out of descriptors, for one)
@@ -23,12 +19,8 @@ pub(super) async fn accept_loop<L, S, B>(
     service: S,
 ) where
     L: Listener,
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: HttpBody,
 {
     // The group is not idle until the loop has stopped: otherwise it could look
     // idle between an accept() and the track() of that connection, and the

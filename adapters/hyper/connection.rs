@@ -8,15 +8,12 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use hyper::body::{Body, Incoming};
-use hyper::service::Service;
-use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::io::{ConnIo, Rewind};
 use super::service::WithDraining;
-use super::{BoxError, Config, Draining, Listener};
+use super::{Config, Draining, HttpBody, HttpService, Listener};
 use crate::{DrainGroup, Tracked};
 
 /// The client connection preface of HTTP/2 (RFC 9113, section 3.4).
@@ -103,12 +100,8 @@ pub(super) async fn serve<L, S, B>(
     service: S,
 ) where
     L: Listener,
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: HttpBody,
 {
     let accepted = Instant::now();
     match client_step(L::readable(&stream), &group, &config, accepted, true).await {
@@ -134,12 +127,8 @@ pub(super) async fn serve<L, S, B>(
 async fn http<I, S, B>(config: Arc<Config>, group: DrainGroup, mut io: I, service: S)
 where
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: HttpBody,
 {
     let since = Instant::now();
     let mut prefix = Vec::new();

@@ -42,9 +42,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hyper::body::{Body, Incoming};
+use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
-use hyper::service::Service;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
@@ -58,6 +57,7 @@ mod service;
 
 pub use hyper_util::service::TowerToHyperService;
 pub use listener::Listener;
+pub use service::{HttpBody, HttpService};
 
 /// The error type services may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -80,12 +80,8 @@ where
     I: IntoIterator<Item = (N, A)>,
     N: AsRef<str>,
     A: AsRef<str>,
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: HttpBody,
 {
     Server::new().serve(handoff, listeners, service).await
 }
@@ -110,9 +106,7 @@ where
     S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    B: HttpBody,
 {
     serve(handoff, listeners, TowerToHyperService::new(service)).await
 }
@@ -316,12 +310,8 @@ impl Server {
         service: S,
     ) -> Result<Address>
     where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: HttpService<B>,
+        B: HttpBody,
     {
         let address: Address = address.parse()?;
         match &address {
@@ -354,12 +344,8 @@ impl Server {
     pub fn serve_listener<L, S, B>(&self, listener: L, service: S)
     where
         L: Listener,
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: HttpService<B>,
+        B: HttpBody,
     {
         tokio::spawn(accept::accept_loop(
             self.config.clone(),
@@ -382,12 +368,8 @@ impl Server {
         I: IntoIterator<Item = (N, A)>,
         N: AsRef<str>,
         A: AsRef<str>,
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        S: HttpService<B>,
+        B: HttpBody,
     {
         for (name, address) in listeners {
             let name = name.as_ref();
