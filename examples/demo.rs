@@ -10,7 +10,9 @@
 //! ```
 //!
 //! `GET /` answers `pid=PID`; `GET /sleep?duration=D` (D like `500ms`, `2s`,
-//! `1m`) waits D, then answers `pid=PID`. SIGHUP or SIGUSR2 restarts, SIGTERM
+//! `1m`) waits D, then answers `pid=PID`; `GET /stream` streams a `tick` line
+//! every 100 ms until draining starts, then `draining pid=PID` and ends
+//! (see `examples/common/http_app.rs`). SIGHUP or SIGUSR2 restarts, SIGTERM
 //! or SIGINT shuts down gracefully.
 //!
 //! Flags: `--listen ADDR` (repeatable; default 127.0.0.1:8080, :8081, :8082),
@@ -18,57 +20,21 @@
 //! `--kill-timeout SECS`, `--tls-cert PEM --tls-key PEM` (then HTTPS; each
 //! generation reads the files again, so a restart rotates the certificate).
 
-use std::convert::Infallible;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
 use handoff::{Address, Handoff};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
 
 #[path = "common/cli.rs"]
 mod cli;
+#[path = "common/http_app.rs"]
+mod http_app;
 
 const DEFAULT_LISTEN: [&str; 3] = ["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8082"];
 
-fn reply(status: StatusCode, body: String) -> Result<Response<Full<Bytes>>, Infallible> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    Ok(response)
-}
-
-async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let pid = std::process::id();
-    match request.uri().path() {
-        "/" => reply(StatusCode::OK, format!("hello from pid={pid}\n")),
-        "/sleep" => {
-            let duration = request
-                .uri()
-                .query()
-                .unwrap_or("")
-                .split('&')
-                .find_map(|pair| pair.strip_prefix("duration="));
-            let Some(text) = duration else {
-                return reply(
-                    StatusCode::BAD_REQUEST,
-                    "missing duration, e.g. /sleep?duration=2s\n".into(),
-                );
-            };
-            let Some(wait) = cli::parse_duration(text) else {
-                return reply(
-                    StatusCode::BAD_REQUEST,
-                    format!("bad duration {text:?}: expected e.g. 500ms, 2s, 1m\n"),
-                );
-            };
-            println!("sleeping {text} in pid {pid}");
-            tokio::time::sleep(wait).await;
-            reply(StatusCode::OK, format!("slept {text}, pid={pid}\n"))
-        }
-        _ => reply(StatusCode::NOT_FOUND, "not found\n".into()),
-    }
+fn sleep(duration: Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(tokio::time::sleep(duration))
 }
 
 /// Raises the soft limit on open files to the hard limit: a server holds a
@@ -130,7 +96,7 @@ async fn serve(
             &mut handoff,
             &format!("http{i}"),
             address,
-            service_fn(handle),
+            http_app::service(sleep),
         )?;
         match bound {
             Address::Tcp(addr) => println!("serving {scheme}://{addr} with pid {pid}"),

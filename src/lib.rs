@@ -77,3 +77,8 @@ pub mod hyper;
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 #[path = "../adapters/tls.rs"]
 pub mod tls;
+
+#[cfg(feature = "actix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+#[path = "../adapters/actix/mod.rs"]
+pub mod actix;

@@ -1,0 +1,1 @@
+//! actix-web on handoff's listeners (work in progress).

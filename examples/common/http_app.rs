@@ -1,0 +1,131 @@
+//! The HTTP app every hyper example serves, whatever runtime runs it:
+//!
+//! - `GET /` → `hello from pid=PID`;
+//! - `GET /sleep?duration=D` (D like `500ms`, `2s`, `1m`) prints `sleeping D
+//!   in pid PID`, waits D, then answers `slept D, pid=PID`;
+//! - `GET /stream` → a streamed body: `streaming in pid PID`, then `tick`
+//!   every 100 ms, until this generation starts draining: then `draining
+//!   pid=PID` and the end of the body (at most 10 minutes of ticks).
+//!
+//! The examples pass their runtime's sleep function in.
+
+#![allow(dead_code)] // each example uses the part it needs
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use handoff::hyper::Draining;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+
+/// A runtime's sleep.
+pub type Sleep = fn(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The response body of every route.
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+const TICK: Duration = Duration::from_millis(100);
+/// Ten minutes of ticks.
+const MAX_TICKS: u32 = 6000;
+
+/// The app as a hyper service.
+pub fn service(
+    sleep: Sleep,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    hyper::service::service_fn(move |request| handle(request, sleep))
+}
+
+fn reply(status: StatusCode, body: String) -> Result<Response<Body>, Infallible> {
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+async fn handle(request: Request<Incoming>, sleep: Sleep) -> Result<Response<Body>, Infallible> {
+    let pid = std::process::id();
+    match request.uri().path() {
+        "/" => reply(StatusCode::OK, format!("hello from pid={pid}\n")),
+        "/sleep" => {
+            let duration = request
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("duration="));
+            let Some(text) = duration else {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    "missing duration, e.g. /sleep?duration=2s\n".into(),
+                );
+            };
+            let Some(wait) = super::cli::parse_duration(text) else {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad duration {text:?}: expected e.g. 500ms, 2s, 1m\n"),
+                );
+            };
+            println!("sleeping {text} in pid {pid}");
+            sleep(wait).await;
+            reply(StatusCode::OK, format!("slept {text}, pid={pid}\n"))
+        }
+        "/stream" => {
+            let Some(draining) = request.extensions().get::<Draining>().cloned() else {
+                return reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "no drain signal\n".into(),
+                );
+            };
+            Ok(Response::new(stream(draining, sleep)))
+        }
+        _ => reply(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
+}
+
+/// What the stream sends next.
+enum Step {
+    Start,
+    Tick(u32),
+    Done,
+}
+
+/// `streaming in pid PID`, ticks, and `draining pid=PID` once draining starts.
+fn stream(draining: Draining, sleep: Sleep) -> Body {
+    let pid = std::process::id();
+    let lines = futures_util::stream::unfold(Step::Start, move |step| {
+        let draining = draining.clone();
+        async move {
+            let (line, next) = match step {
+                Step::Start => (format!("streaming in pid {pid}\n"), Step::Tick(0)),
+                Step::Tick(n) if n < MAX_TICKS => {
+                    let mut drained = std::pin::pin!(draining.signal());
+                    let tick = sleep(TICK);
+                    match futures_util::future::select(drained.as_mut(), tick).await {
+                        futures_util::future::Either::Left(_) => {
+                            (format!("draining pid={pid}\n"), Step::Done)
+                        }
+                        futures_util::future::Either::Right(_) => {
+                            ("tick\n".into(), Step::Tick(n + 1))
+                        }
+                    }
+                }
+                Step::Tick(_) => ("done\n".into(), Step::Done),
+                Step::Done => return None,
+            };
+            Some((Ok(Frame::data(Bytes::from(line))), next))
+        }
+    });
+    BodyExt::boxed_unsync(StreamBody::new(lines.boxed()))
+}
