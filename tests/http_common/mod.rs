@@ -46,11 +46,14 @@ pub fn axum_bin() -> PathBuf {
 
 /// The features of this build (building the examples with the same set
 /// avoids recompiling the library).
-fn features() -> String {
+pub fn features() -> String {
     let all = [
         ("tokio", cfg!(feature = "tokio")),
         ("hyper", cfg!(feature = "hyper")),
         ("tls", cfg!(feature = "tls")),
+        ("smol", cfg!(feature = "smol")),
+        ("async-std", cfg!(feature = "async-std")),
+        ("actix", cfg!(feature = "actix")),
     ];
     let on: Vec<&str> = all.iter().filter(|(_, on)| *on).map(|(f, _)| *f).collect();
     on.join(",")
@@ -326,6 +329,38 @@ impl Conn {
             Sender::H2(s) => tokio::time::timeout(common::T5, s.ready()).await,
         };
         matches!(ready, Ok(Ok(())))
+    }
+
+    /// Sends `GET path` and returns the response as soon as its head
+    /// arrived, its body unread (for streamed bodies).
+    pub async fn get_streaming(
+        &mut self,
+        path: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error> {
+        let uri = match self.sender {
+            Sender::H1(_) => path.to_string(),
+            Sender::H2(_) => format!(
+                "{}://localhost:{}{path}",
+                self.target.scheme(),
+                self.target.addr.port()
+            ),
+        };
+        let request = Request::get(uri)
+            .header(hyper::header::HOST, "localhost")
+            .body(Empty::new())
+            .unwrap();
+        let response = match &mut self.sender {
+            Sender::H1(s) => {
+                s.ready().await?;
+                s.send_request(request).await?
+            }
+            Sender::H2(s) => {
+                s.ready().await?;
+                s.send_request(request).await?
+            }
+        };
+        self.served += 1;
+        Ok(response)
     }
 
     /// Sends `GET path` and reads the whole response.
@@ -667,4 +702,146 @@ pub fn summarize_restarts(restarts: &[Restart]) -> String {
         common::summarize(&ready),
         common::summarize(&exit)
     )
+}
+
+// ---------------------------------------------------------------------------
+// The actix example
+// ---------------------------------------------------------------------------
+
+/// The actix example, built with every feature this test was built with.
+pub fn actix_bin() -> PathBuf {
+    common::example_bin("actix", &features())
+}
+
+/// The actix example, see [`start_server`].
+pub fn start_actix(dir: &common::TempDir, args: &[&str]) -> (common::Server, SocketAddr) {
+    let (server, serving) = start_server(&actix_bin(), dir, args);
+    let addr = socket_addr(&serving);
+    (server, addr)
+}
+
+/// A hand-written HTTP/1.1 client connection over any stream (TCP or Unix),
+/// for tests that need to control exactly when bytes are sent.
+pub struct RawConn<S> {
+    pub stream: S,
+    buf: Vec<u8>,
+}
+
+/// A response read by [`RawConn`].
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> RawConn<S> {
+    pub fn new(stream: S) -> RawConn<S> {
+        RawConn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends `GET path`.
+    pub async fn send_get(&mut self, path: &str) -> Result<(), String> {
+        use tokio::io::AsyncWriteExt;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        self.stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("send: {e}"))
+    }
+
+    /// Sends `GET path` and reads the response (bounded by 10 s).
+    pub async fn get(&mut self, path: &str) -> Result<RawReply, String> {
+        self.send_get(path).await?;
+        self.response().await
+    }
+
+    /// Reads one response with a `Content-Length` (bounded by 10 s).
+    pub async fn response(&mut self) -> Result<RawReply, String> {
+        tokio::time::timeout(common::T10, self.read_response())
+            .await
+            .map_err(|_| "no response within 10 s".to_string())?
+    }
+
+    async fn read_response(&mut self) -> Result<RawReply, String> {
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill().await?;
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse::<u16>().ok())
+            .ok_or_else(|| format!("bad status line in {head:?}"))?;
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let length = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+            .ok_or_else(|| format!("no Content-Length in {head:?}"))?;
+        while self.buf.len() < head_end + length {
+            self.fill().await?;
+        }
+        let body = String::from_utf8_lossy(&self.buf[head_end..head_end + length]).into_owned();
+        self.buf.drain(..head_end + length);
+        Ok(RawReply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn fill(&mut self) -> Result<(), String> {
+        use tokio::io::AsyncReadExt;
+        if self.buf.len() > 1 << 20 {
+            return Err("response longer than 1 MiB".into());
+        }
+        let mut chunk = [0u8; 4096];
+        match self.stream.read(&mut chunk).await {
+            Ok(0) => Err("end-of-file in the middle of a response".into()),
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+            Err(e) => Err(format!("read: {e}")),
+        }
+    }
+
+    /// Waits (bounded) for the server to close the connection: `Ok` on a
+    /// clean end-of-file with nothing unread, `Err` on data, a reset, or
+    /// the timeout.
+    pub async fn wait_closed(&mut self, timeout: Duration) -> Result<(), String> {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 1024];
+        match tokio::time::timeout(timeout, self.stream.read(&mut chunk)).await {
+            Ok(Ok(0)) if self.buf.is_empty() => Ok(()),
+            Ok(Ok(0)) => Err(format!("closed with {} bytes unread", self.buf.len())),
+            Ok(Ok(n)) => Err(format!(
+                "unexpected bytes: {:?}",
+                String::from_utf8_lossy(&chunk[..n])
+            )),
+            Ok(Err(e)) => Err(format!("read: {e}")),
+            Err(_) => Err(format!("still open after {timeout:?}")),
+        }
+    }
 }

@@ -1,0 +1,209 @@
+//! The connections actix has open, seen from outside actix: counted from
+//! `on_connect` until actix drops them, with the requests in flight on each,
+//! so that draining can close the idle ones.
+//!
+//! actix-web gives no handle on a connection once it is accepted. The
+//! `on_connect` hook sees the socket, though, and whatever it puts into the
+//! connection's extensions lives exactly as long as actix serves the
+//! connection. So the hook keeps a duplicate of the descriptor there, and
+//! draining closes an idle connection with `shutdown(SHUT_RD)` on it: actix
+//! reads end-of-file, serves what it already received, and closes cleanly.
+//! The duplicate is close-on-exec and closed with the connection, so a
+//! descriptor number is never acted on after actix has let it go.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use actix_web::rt::net::TcpStream;
+use event_listener::{Event, EventListener};
+
+/// Every connection actix serves for one [`Server`](super::Server).
+#[derive(Debug, Default)]
+pub(super) struct Connections {
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Notified when a connection opens, closes, or finishes a request.
+    changed: Event,
+}
+
+/// One connection.
+#[derive(Debug)]
+pub(super) struct Conn {
+    /// A duplicate of actix's descriptor; `None` if it could not be made
+    /// (out of descriptors), then the connection closes on actix's terms.
+    fd: Option<OwnedFd>,
+    opened: Instant,
+    /// Requests whose response has not been sent in full.
+    busy: AtomicUsize,
+    /// When the connection last became idle, in nanoseconds after `opened`.
+    idle_at: AtomicU64,
+    /// Set once draining has shut its read side.
+    closed: AtomicBool,
+}
+
+impl Connections {
+    /// Counts a connection actix just accepted; `io` is the `&dyn Any` actix
+    /// passes to `on_connect`. The guard belongs in the connection's extensions.
+    pub(super) fn open(self: &Arc<Self>, io: &dyn Any) -> ConnGuard {
+        let fd = socket_of(io).and_then(|fd| match rustix::io::fcntl_dupfd_cloexec(fd, 3) {
+            Ok(dup) => Some(dup),
+            Err(e) => {
+                tracing::debug!("cannot duplicate a connection's descriptor: {e}");
+                None
+            }
+        });
+        let conn = Arc::new(Conn {
+            fd,
+            opened: Instant::now(),
+            busy: AtomicUsize::new(0),
+            idle_at: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        });
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, conn.clone());
+        self.changed.notify(usize::MAX);
+        ConnGuard {
+            id,
+            conn,
+            connections: self.clone(),
+        }
+    }
+
+    /// How many connections are open.
+    pub(super) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Starts listening for the next change; check the state after this.
+    pub(super) fn listen(&self) -> EventListener {
+        self.changed.listen()
+    }
+
+    /// Closes every connection that has had no request in flight for
+    /// `grace` (counted from its last response, or from its accept if it
+    /// never sent one). Returns when the next one will have been idle that
+    /// long, if any connection may become due.
+    pub(super) fn close_idle(&self, now: Instant, grace: Duration) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for conn in self.lock().values() {
+            if conn.closed.load(Ordering::SeqCst) || conn.busy.load(Ordering::SeqCst) > 0 {
+                continue;
+            }
+            let due = conn.idle_since() + grace;
+            if due <= now {
+                conn.close_read();
+            } else {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        next
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
+        // The map stays consistent whatever panicked while holding it.
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Conn {
+    fn idle_since(&self) -> Instant {
+        self.opened + Duration::from_nanos(self.idle_at.load(Ordering::SeqCst))
+    }
+
+    /// Shuts the read side: actix reads end-of-file once it has read what
+    /// arrived before, answers a request it has, and closes.
+    fn close_read(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Some(fd) = &self.fd {
+            match rustix::net::shutdown(fd, rustix::net::Shutdown::Read) {
+                Ok(()) => tracing::debug!("closed an idle connection"),
+                Err(e) => tracing::debug!("cannot shut an idle connection down: {e}"),
+            }
+        }
+    }
+}
+
+/// The socket actix hands to `on_connect` (a TCP stream: the only kind
+/// [`Server`](super::Server) listens on).
+fn socket_of(io: &dyn Any) -> Option<BorrowedFd<'_>> {
+    io.downcast_ref::<TcpStream>().map(TcpStream::as_fd)
+}
+
+/// Kept in a connection's extensions: counts the connection as open until
+/// actix drops it.
+#[derive(Debug)]
+pub(super) struct ConnGuard {
+    id: u64,
+    conn: Arc<Conn>,
+    connections: Arc<Connections>,
+}
+
+impl ConnGuard {
+    /// Counts a request as in flight on this connection until the guard drops.
+    pub(super) fn request(&self) -> Busy {
+        self.conn.busy.fetch_add(1, Ordering::SeqCst);
+        Busy {
+            conn: self.conn.clone(),
+            connections: self.connections.clone(),
+        }
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.connections.lock().remove(&self.id);
+        self.connections.changed.notify(usize::MAX);
+    }
+}
+
+/// A request in flight, from the moment actix hands it to the app until its
+/// response body has been sent (or dropped).
+#[derive(Debug)]
+pub(super) struct Busy {
+    conn: Arc<Conn>,
+    connections: Arc<Connections>,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let idle = self.conn.opened.elapsed().as_nanos();
+        self.conn
+            .idle_at
+            .store(u64::try_from(idle).unwrap_or(u64::MAX), Ordering::SeqCst);
+        self.conn.busy.fetch_sub(1, Ordering::SeqCst);
+        self.connections.changed.notify(usize::MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_connections_are_due_after_the_grace() {
+        let connections = Arc::new(Connections::default());
+        let a = connections.open(&());
+        let b = connections.open(&());
+        assert_eq!(connections.len(), 2);
+        let busy = b.request();
+        let now = Instant::now();
+        let grace = Duration::from_secs(1);
+        let next = connections.close_idle(now, grace).expect("a is due later");
+        assert!(next > now);
+        assert!(!a.conn.closed.load(Ordering::SeqCst));
+        connections.close_idle(now + grace * 2, grace);
+        assert!(
+            a.conn.closed.load(Ordering::SeqCst),
+            "idle for longer than the grace"
+        );
+        assert!(!b.conn.closed.load(Ordering::SeqCst), "busy");
+        drop(busy);
+        assert!(b.conn.idle_since() > a.conn.idle_since());
+        drop(a);
+        assert_eq!(connections.len(), 1);
+    }
+}

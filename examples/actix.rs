@@ -1,0 +1,159 @@
+//! An actix-web app that restarts without failing a request: the demo's
+//! contract on actix.
+//!
+//! ```text
+//! cargo run --example actix --features actix -- --listen 127.0.0.1:8080
+//! curl 'http://127.0.0.1:8080/sleep?duration=20s' &   # a slow request
+//! kill -HUP <pid>                                     # restart
+//! curl http://127.0.0.1:8080/                         # answered by the new pid
+//!                                                     # ... the slow one finishes with the old pid
+//! ```
+//!
+//! `GET /` answers `hello from pid=PID`; `GET /sleep?duration=D` (D like
+//! `500ms`, `2s`, `1m`) prints `sleeping D in pid PID`, waits D, then answers
+//! `slept D, pid=PID`; `GET /stream` streams `streaming in pid PID`, then a
+//! `tick` line every 100 ms until draining starts, then `draining pid=PID`
+//! and ends. SIGHUP or SIGUSR2 restarts, SIGTERM or SIGINT shuts down
+//! gracefully.
+//!
+//! Flags: `--listen ADDR` (repeatable; default 127.0.0.1:8080, :8081, :8082;
+//! TCP only), `--pid-file PATH`, `--ready-timeout SECS`,
+//! `--stop-timeout SECS`, `--kill-timeout SECS`.
+
+use std::convert::Infallible;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actix_web::web::{self, Bytes};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
+use futures_util::Stream;
+use futures_util::future::{Either, select};
+use handoff::actix::{Draining, Server};
+use handoff::{Address, Handoff};
+
+#[path = "common/cli.rs"]
+mod cli;
+
+const DEFAULT_LISTEN: [&str; 3] = ["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8082"];
+const TICK: Duration = Duration::from_millis(100);
+/// Ten minutes of ticks.
+const MAX_TICKS: u32 = 6000;
+
+/// Raises the soft limit on open files to the hard limit: a server holds a
+/// descriptor per connection (two with handoff's connection tracking).
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!("cannot raise the open file limit: {e}");
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    cli::init_logging();
+    let cli = match cli::Cli::parse("actix", &DEFAULT_LISTEN, false) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("actix: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    raise_fd_limit();
+    // Take the inherited sockets before actix starts its threads.
+    let handoff = match cli.builder().build() {
+        Ok(h) => h,
+        Err(e) => return cli.fail(e),
+    };
+    match actix_web::rt::System::new().block_on(serve(handoff, &cli.listen)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => cli.fail(e),
+    }
+}
+
+async fn serve(mut handoff: Handoff, addresses: &[String]) -> Result<(), handoff::Error> {
+    let server = Server::new();
+    let mut http = HttpServer::new(server.app(|| {
+        App::new()
+            .route("/", web::get().to(root))
+            .route("/sleep", web::get().to(sleep))
+            .route("/stream", web::get().to(stream))
+            .default_service(web::to(|| async {
+                HttpResponse::NotFound().body("not found\n")
+            }))
+    }))
+    .workers(2);
+    let pid = std::process::id();
+    for (i, address) in addresses.iter().enumerate() {
+        let (next, bound) = server.listen(&mut handoff, http, &format!("http{i}"), address)?;
+        http = next;
+        match bound {
+            Address::Tcp(addr) => println!("serving http://{addr} with pid {pid}"),
+            other => println!("serving http+{other} with pid {pid}"),
+        }
+    }
+    server.start(&handoff, http)?;
+    handoff.run(handoff::tokio::Tokio, server).await?;
+    Ok(())
+}
+
+async fn root() -> String {
+    format!("hello from pid={}\n", std::process::id())
+}
+
+async fn sleep(request: HttpRequest) -> HttpResponse {
+    let pid = std::process::id();
+    let duration = request
+        .query_string()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("duration="));
+    let Some(text) = duration else {
+        return HttpResponse::BadRequest().body("missing duration, e.g. /sleep?duration=2s\n");
+    };
+    let Some(wait) = cli::parse_duration(text) else {
+        return HttpResponse::BadRequest().body(format!(
+            "bad duration {text:?}: expected e.g. 500ms, 2s, 1m\n"
+        ));
+    };
+    println!("sleeping {text} in pid {pid}");
+    actix_web::rt::time::sleep(wait).await;
+    HttpResponse::Ok().body(format!("slept {text}, pid={pid}\n"))
+}
+
+async fn stream(draining: Draining) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain")
+        .streaming(lines(draining))
+}
+
+/// What the stream sends next.
+enum Step {
+    Start,
+    Tick(u32),
+    Done,
+}
+
+/// `streaming in pid PID`, ticks, and `draining pid=PID` once draining starts.
+fn lines(draining: Draining) -> impl Stream<Item = Result<Bytes, Infallible>> {
+    let pid = std::process::id();
+    futures_util::stream::unfold(Step::Start, move |step| {
+        let draining = draining.clone();
+        async move {
+            let (line, next) = match step {
+                Step::Start => (format!("streaming in pid {pid}\n"), Step::Tick(0)),
+                Step::Tick(n) if n < MAX_TICKS => {
+                    let tick = std::pin::pin!(actix_web::rt::time::sleep(TICK));
+                    match select(draining.signal(), tick).await {
+                        Either::Left(_) => (format!("draining pid={pid}\n"), Step::Done),
+                        Either::Right(_) => ("tick\n".to_string(), Step::Tick(n + 1)),
+                    }
+                }
+                Step::Tick(_) => ("done\n".to_string(), Step::Done),
+                Step::Done => return None,
+            };
+            Some((Ok(Bytes::from(line)), next))
+        }
+    })
+}

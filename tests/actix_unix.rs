@@ -1,0 +1,37 @@
+//! The actix example refuses a Unix socket (`--listen unix:PATH`) with a
+//! clear error instead of serving it: actix-server deletes a Unix socket's
+//! path when it stops accepting on it, which would take the socket from the
+//! next generation at the first restart. Nothing is bound, nothing panics.
+
+#![cfg(feature = "actix")]
+
+mod common;
+mod http_common;
+
+use common::{T30, TempDir};
+use http_common::blocking;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_socket_is_refused_with_a_clear_error() {
+    let dir = TempDir::new("actix-unix");
+    let path = dir.join("http.sock");
+    let listen = format!("unix:{}", path.display());
+    let server =
+        blocking(|| common::Server::start(&http_common::actix_bin(), &dir, &["--listen", &listen]));
+    let status = blocking(|| server.wait_child_exit(T30)).expect("the example exits");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "{status:?}\n{}",
+        server.diagnostics()
+    );
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains("actix-server deletes a Unix socket's path"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!path.exists(), "nothing is bound at {}", path.display());
+    assert!(server.lines().iter().all(|l| !l.starts_with("serving ")));
+}

@@ -1,0 +1,148 @@
+//! A long-lived connection is drained cleanly (the gracedemo): a slow
+//! request (`/sleep?duration=3s`) is in flight on a keep-alive connection of
+//! the old generation when SIGHUP arrives; a new request is answered by the
+//! new pid while the slow one is still in flight; the slow one then
+//! completes with 200 from the old pid, its connection is closed cleanly,
+//! and the old generation exits. Meanwhile an idle HTTP/1.1 keep-alive
+//! connection to the old generation (and an idle HTTP/2 one, if the example
+//! speaks it) is closed cleanly and promptly: end-of-file, not a reset, while
+//! the slow request is still in flight (not at the stop timeout, nor only
+//! when the old generation exits).
+
+use std::time::{Duration, Instant};
+
+use super::Flavor;
+use crate::common::{self, T5, T10, T30, TempDir};
+use crate::http_common::{self, Mode, Target, blocking};
+
+/// How long the slow request takes.
+const SLOW: &str = "3s";
+/// The old generation's stop timeout: far longer than anything here.
+const STOP: &str = "30";
+
+pub fn run(flavor: Flavor) {
+    super::run(flavor, "long-lived connection drained cleanly", body);
+}
+
+async fn body(flavor: Flavor) {
+    let dir = TempDir::new(&format!("cf-long-{}", flavor.name));
+    let (server, addr) = flavor.start(&dir, &["--stop-timeout", STOP]);
+    let target = Target::plain(addr);
+    let old = blocking(|| server.wait_pid_file(T30)) as u32;
+
+    // Idle connections of the old generation, each served one request.
+    let mut idle = super::raw_connect(addr).await;
+    let reply = idle.get("/").await.expect("idle connection: GET /");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(http_common::pid_in(&reply.body), Some(old), "{reply:?}");
+    let idle_h2 = if flavor.h2 {
+        let mut conn = target.connect(Mode::H2).await.expect("h2 connection");
+        let reply = conn.get("/").await.expect("h2: GET /");
+        assert_eq!(reply.pid, Some(old), "{reply:?}");
+        Some(conn.split())
+    } else {
+        None
+    };
+
+    // A keep-alive connection of the old generation carries the slow request.
+    let mut slow_conn = target.connect(Mode::KeepAlive).await.expect("connect");
+    let reply = slow_conn.get("/").await.expect("GET /");
+    assert_eq!(reply.pid, Some(old), "{reply:?}");
+    let mark = server.mark();
+    let slow = tokio::spawn(async move {
+        let started = Instant::now();
+        let reply = slow_conn.get(&format!("/sleep?duration={SLOW}")).await;
+        (reply, started.elapsed(), slow_conn)
+    });
+    let sleeping = format!("sleeping {SLOW} in pid {old}");
+    blocking(|| server.wait_line(mark, T10, |l| l == sleeping))
+        .unwrap_or_else(|| panic!("the old generation never started the slow request"));
+
+    let signalled = Instant::now();
+    let (from, new, ready) = blocking(|| server.restart(common::Signal::HUP, T30));
+    assert_eq!(from as u32, old);
+
+    // A new request: the new generation answers, the slow one is in flight.
+    let mut quick = target.connect(Mode::KeepAlive).await.expect("connect");
+    let reply = quick.get("/").await.expect("GET / after the restart");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.pid, Some(new as u32), "{reply:?}");
+    assert!(
+        !slow.is_finished(),
+        "the slow request must still be in flight when the new pid answers"
+    );
+
+    // The idle connections close cleanly and promptly: not when the old
+    // generation exits (after the slow request).
+    idle.wait_closed(T5).await.unwrap_or_else(|e| {
+        panic!("idle HTTP/1.1 keep-alive connection of the old generation: {e}")
+    });
+    let idle_closed = signalled.elapsed();
+    let mut idle_h2_closed = None;
+    if let Some((guard, closed)) = idle_h2 {
+        match tokio::time::timeout(T5, closed).await {
+            Ok(Ok(Ok(()))) => idle_h2_closed = Some(signalled.elapsed()),
+            Ok(Ok(Err(e))) => panic!("idle HTTP/2 connection closed with an error: {e}"),
+            Ok(Err(e)) => panic!("idle HTTP/2 connection driver: {e}"),
+            Err(_) => panic!("idle HTTP/2 connection still open 5 s after the restart"),
+        }
+        drop(guard);
+    }
+    assert!(
+        !slow.is_finished(),
+        "the idle connections closed only after the slow request finished \
+         ({idle_closed:?} after SIGHUP): they must close when draining starts"
+    );
+
+    // The slow request completes on the old generation.
+    let (slow_reply, slow_took, slow_conn) = tokio::time::timeout(T10, slow)
+        .await
+        .expect("the slow request did not finish within 10 s")
+        .expect("slow request task");
+    let slow_done = signalled.elapsed();
+    let slow_reply = slow_reply.expect("the slow request must succeed");
+    assert_eq!(slow_reply.status, 200, "{slow_reply:?}");
+    assert_eq!(slow_reply.pid, Some(old), "{slow_reply:?}");
+    assert!(
+        slow_took >= Duration::from_secs(3),
+        "the slow request took {slow_took:?}"
+    );
+    // Its connection then closes cleanly (`Connection: close`, or the
+    // server's end-of-file after the response).
+    let (guard, closed) = slow_conn.split();
+    match tokio::time::timeout(T5, closed).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => panic!("the slow request's connection closed with an error: {e}"),
+        Ok(Err(e)) => panic!("connection driver: {e}"),
+        Err(_) => panic!(
+            "the slow request's connection still open 5 s after its response \
+             (Connection: {:?})",
+            slow_reply.connection
+        ),
+    }
+    drop(guard);
+
+    // The old generation exits, right after its last request.
+    assert!(
+        blocking(|| common::wait_gone(old as i32, T5)),
+        "old generation {old} still running 5 s after its last request\n{}",
+        server.diagnostics()
+    );
+    let exited = signalled.elapsed();
+    let line = format!("restart complete: successor pid {new}");
+    assert!(
+        super::wait_line(&server, 0, &line),
+        "no {line:?}\n{}",
+        server.diagnostics()
+    );
+
+    println!(
+        "[{}] long-lived: old pid {old}, new pid {new}; successor ready {ready:?} after SIGHUP; \
+         idle keep-alive closed (EOF) {idle_closed:?} after SIGHUP, idle h2 closed {idle_h2_closed:?}; \
+         slow request 200 from the old pid after {slow_took:?} (Connection: {:?}), done \
+         {slow_done:?} after SIGHUP; old generation exited {exited:?} after SIGHUP",
+        flavor.name, slow_reply.connection
+    );
+
+    super::terminate(&server, new);
+}
