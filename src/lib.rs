@@ -68,6 +68,20 @@ pub use socket::{Address, SocketKind};
 #[path = "../adapters/tokio.rs"]
 pub mod tokio;
 
+#[cfg(feature = "smol")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smol")))]
+#[path = "../adapters/smol.rs"]
+pub mod smol;
+
+#[cfg(feature = "async-std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async-std")))]
+#[path = "../adapters/async_std.rs"]
+pub mod async_std;
+
+#[cfg(any(feature = "smol", feature = "async-std"))]
+#[path = "../adapters/reactor.rs"]
+mod reactor;
+
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 #[path = "../adapters/hyper/mod.rs"]
