@@ -24,8 +24,12 @@
 //! listener types. Adapters are behind features:
 //!
 //! - `tokio`: tokio's listeners, signals and timers (`handoff::tokio::Tokio`);
+//! - `smol`: async-io's and smol's listeners, async-io timers, async-signal
+//!   signals (`handoff::smol::Smol`);
+//! - `async-std`: async-std's listeners on the same timers and signals
+//!   (`handoff::async_std::AsyncStd`; async-std is discontinued upstream);
 //! - `hyper`: HTTP/1.1 and HTTP/2 servers on hyper 1, tower services too
-//!   (axum), draining per connection;
+//!   (axum), draining per connection, on any of these runtimes;
 //! - `tls`: rustls (ring provider) configuration from PEM files, read again by
 //!   every generation.
 //!

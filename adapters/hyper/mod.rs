@@ -36,7 +36,16 @@
 //! - at the stop timeout whatever remains is dropped (the hammer).
 //!
 //! Use [`Server`] to configure timeouts, limits, TLS, or to serve several
-//! services; [`serve_tower`] takes a tower service such as an axum `Router`.
+//! services; `serve_tower` takes a tower service such as an axum `Router`.
+//!
+//! # Runtimes
+//!
+//! `serve` and `Server::new` run on tokio (feature `tokio`).
+//! [`Server::with_runtime`] runs the same server on any [`HttpRuntime`]:
+//! `handoff::smol::Smol` (feature `smol`) or `handoff::async_std::AsyncStd`
+//! (feature `async-std`), TLS included. Whatever the runtime, connections are
+//! driven through tokio's I/O traits, which hyper depends on anyway; only the
+//! tokio runtime adapter starts a tokio runtime.
 
 use std::sync::Arc;
 use std::time::Duration;
