@@ -9,8 +9,8 @@
 //!                                                     # ... the slow one finishes with the old pid
 //! ```
 //!
-//! `GET /` answers `pid=PID`; `GET /sleep?duration=D` (D like `500ms`, `2s`,
-//! `1m`) waits D, then answers `pid=PID`; `GET /stream` streams a `tick` line
+//! `GET /` answers `hello from pid=PID`; `GET /sleep?duration=D` (D like
+//! `500ms`, `2s`, `1m`) waits D, then answers `slept D, pid=PID`; `GET /stream` streams a `tick` line
 //! every 100 ms until draining starts, then `draining pid=PID` and ends
 //! (see `examples/common/http_app.rs`). SIGHUP or SIGUSR2 restarts, SIGTERM
 //! or SIGINT shuts down gracefully.
