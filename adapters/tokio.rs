@@ -61,3 +61,63 @@ impl InheritedListener for ::tokio::net::UdpSocket {
         ::tokio::net::UdpSocket::from_std(fd.into())
     }
 }
+
+#[cfg(feature = "hyper")]
+mod http {
+    use std::future::Future;
+    use std::io;
+
+    use hyper_util::rt::TokioTimer;
+
+    use super::Tokio;
+    use crate::hyper::{HttpRuntime, Listener};
+
+    impl HttpRuntime for Tokio {
+        type TcpListener = ::tokio::net::TcpListener;
+        type UnixListener = ::tokio::net::UnixListener;
+        type Timer = TokioTimer;
+
+        fn timer(&self) -> TokioTimer {
+            TokioTimer::new()
+        }
+
+        fn spawn<F>(&self, future: F)
+        where
+            F: Future<Output = ()> + Send + 'static,
+        {
+            match ::tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(future)),
+                Err(_) => tracing::debug!("no tokio runtime: a task was not started"),
+            }
+        }
+    }
+
+    impl Listener for ::tokio::net::TcpListener {
+        type Stream = ::tokio::net::TcpStream;
+
+        async fn accept_stream(&self) -> io::Result<Self::Stream> {
+            let (stream, _) = self.accept().await?;
+            // Responses are written whole; don't let Nagle delay their tails.
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY: {e}");
+            }
+            Ok(stream)
+        }
+
+        fn readable(stream: &Self::Stream) -> impl Future<Output = io::Result<()>> + Send {
+            stream.readable()
+        }
+    }
+
+    impl Listener for ::tokio::net::UnixListener {
+        type Stream = ::tokio::net::UnixStream;
+
+        async fn accept_stream(&self) -> io::Result<Self::Stream> {
+            self.accept().await.map(|(stream, _)| stream)
+        }
+
+        fn readable(stream: &Self::Stream) -> impl Future<Output = io::Result<()>> + Send {
+            stream.readable()
+        }
+    }
+}

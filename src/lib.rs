@@ -24,8 +24,12 @@
 //! listener types. Adapters are behind features:
 //!
 //! - `tokio`: tokio's listeners, signals and timers (`handoff::tokio::Tokio`);
+//! - `smol`: async-io's and smol's listeners, async-io timers, async-signal
+//!   signals (`handoff::smol::Smol`);
+//! - `async-std`: async-std's listeners on the same timers and signals
+//!   (`handoff::async_std::AsyncStd`; async-std is discontinued upstream);
 //! - `hyper`: HTTP/1.1 and HTTP/2 servers on hyper 1, tower services too
-//!   (axum), draining per connection;
+//!   (axum), draining per connection, on any of these runtimes;
 //! - `tls`: rustls (ring provider) configuration from PEM files, read again by
 //!   every generation.
 //!
@@ -67,6 +71,20 @@ pub use socket::{Address, SocketKind};
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 #[path = "../adapters/tokio.rs"]
 pub mod tokio;
+
+#[cfg(feature = "smol")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smol")))]
+#[path = "../adapters/smol.rs"]
+pub mod smol;
+
+#[cfg(feature = "async-std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async-std")))]
+#[path = "../adapters/async_std.rs"]
+pub mod async_std;
+
+#[cfg(any(feature = "smol", feature = "async-std"))]
+#[path = "../adapters/reactor.rs"]
+mod reactor;
 
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]

@@ -7,12 +7,13 @@
 //!
 //! A line is compiled only when the test build has its `features` (those
 //! its example requires); `h2` says whether the example speaks HTTP/2 with
-//! prior knowledge on plain TCP. Adding a runtime: its adapter, its example
+//! prior knowledge on plain TCP; `idle_grace_ms` how long after draining starts
+//! it may keep an idle keep-alive connection open. Adding a runtime: its adapter, its example
 //! with the HTTP example contract (see `tests/conformance_suite/mod.rs`), and
 //! one line here.
 //!
 //! ```sh
-//! cargo test --features hyper,tls --test conformance -- --nocapture
+//! cargo test --features tokio,hyper,tls --test conformance -- --nocapture
 //! ```
 
 mod common;
@@ -20,7 +21,7 @@ mod common;
 mod conformance_suite;
 mod http_common;
 
-conformance! { tokio, example = "demo", features = ["hyper", "tls"], h2 = true }
-// conformance! { smol, example = "smol", features = ["smol", "hyper"], h2 = true }
-// conformance! { async_std, example = "async_std", features = ["async-std", "hyper"], h2 = true }
-conformance! { actix, example = "actix", features = ["actix"], h2 = false }
+conformance! { tokio, example = "demo", features = ["tokio", "hyper", "tls"], h2 = true, idle_grace_ms = 0 }
+conformance! { smol, example = "smol", features = ["smol", "hyper"], h2 = true, idle_grace_ms = 0 }
+conformance! { async_std, example = "async_std", features = ["async-std", "hyper"], h2 = true, idle_grace_ms = 0 }
+conformance! { actix, example = "actix", features = ["actix"], h2 = false, idle_grace_ms = 1000 }

@@ -1,9 +1,9 @@
 //! The accept loop of one listener.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::{Config, HttpBody, HttpService, Listener, connection};
+use super::{Config, HttpBody, HttpRuntime, HttpService, Listener, connection};
 use crate::DrainGroup;
 
 /// How long to wait after a failed accept (out of descriptors, for one)
@@ -12,12 +12,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Accepts until draining starts, then drops the listener: the successor
 /// holds the same socket, so the kernel queue keeps every pending connection.
-pub(super) async fn accept_loop<L, S, B>(
-    config: Arc<Config>,
+pub(super) async fn accept_loop<R, L, S, B>(
+    config: Arc<Config<R>>,
     group: DrainGroup,
     listener: L,
     service: S,
 ) where
+    R: HttpRuntime,
     L: Listener,
     S: HttpService<B>,
     B: HttpBody,
@@ -34,7 +35,7 @@ pub(super) async fn accept_loop<L, S, B>(
             accepted = listener.accept_stream() => match accepted {
                 Ok(stream) => {
                     let tracked = group.track();
-                    tokio::spawn(connection::serve::<L, S, B>(
+                    config.runtime.spawn(connection::serve::<R, L, S, B>(
                         config.clone(),
                         group.clone(),
                         stream,
@@ -46,7 +47,7 @@ pub(super) async fn accept_loop<L, S, B>(
                     tracing::warn!("accept failed: {e}");
                     tokio::select! {
                         _ = &mut drained => break,
-                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                        _ = config.runtime.sleep_until(Instant::now() + ACCEPT_BACKOFF) => {}
                     }
                 }
             },

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::io::{ConnIo, Rewind};
 use super::service::WithDraining;
-use super::{Config, Draining, HttpBody, HttpService, Listener};
+use super::{Config, Draining, HttpBody, HttpRuntime, HttpService, Listener};
 use crate::{DrainGroup, Tracked};
 
 /// The client connection preface of HTTP/2 (RFC 9113, section 3.4).
@@ -54,23 +54,23 @@ enum Step<T> {
 /// connection is closed once `since + grace` has passed: a connection that
 /// was accepted an instant before draining started gets the time to send the
 /// request its client has already written.
-async fn client_step<F: Future>(
+async fn client_step<F: Future, R: HttpRuntime>(
     fut: F,
     group: &DrainGroup,
-    config: &Config,
+    config: &Config<R>,
     since: Instant,
     may_close: bool,
 ) -> Step<F::Output> {
     let timeout = async {
         match config.header_read_timeout {
-            Some(t) => tokio::time::sleep_until((since + t).into()).await,
+            Some(t) => config.runtime.sleep_until(since + t).await,
             None => std::future::pending().await,
         }
     };
     let drained = async {
         group.signal().await;
         if may_close {
-            tokio::time::sleep_until((since + config.grace).into()).await
+            config.runtime.sleep_until(since + config.grace).await
         } else {
             std::future::pending().await
         }
@@ -86,19 +86,24 @@ async fn client_step<F: Future>(
 
 /// Shuts the write side down (FIN, or TLS close_notify then FIN); the
 /// [`ConnIo`] underneath lingers once dropped.
-async fn close<I: AsyncWrite + Unpin>(mut io: I, limit: Duration) {
-    let _ = tokio::time::timeout(limit, io.shutdown()).await;
+async fn close<I: AsyncWrite + Unpin, R: HttpRuntime>(mut io: I, runtime: &R, limit: Duration) {
+    tokio::select! {
+        biased;
+        _ = io.shutdown() => {}
+        _ = runtime.sleep_until(Instant::now() + limit) => {}
+    }
 }
 
 /// Serves one accepted connection. `tracked` counts it until its socket is
 /// dropped (after an upgrade, by the handler).
-pub(super) async fn serve<L, S, B>(
-    config: Arc<Config>,
+pub(super) async fn serve<R, L, S, B>(
+    config: Arc<Config<R>>,
     group: DrainGroup,
     stream: L::Stream,
     tracked: Tracked,
     service: S,
 ) where
+    R: HttpRuntime,
     L: Listener,
     S: HttpService<B>,
     B: HttpBody,
@@ -110,7 +115,13 @@ pub(super) async fn serve<L, S, B>(
         // Nothing was received: dropping sends a FIN, never a reset.
         Step::Close | Step::Abort => return,
     }
-    let io = ConnIo::new(stream, tracked, &group, config.linger);
+    let io = ConnIo::new(
+        stream,
+        tracked,
+        &group,
+        config.linger,
+        config.runtime.clone(),
+    );
     #[cfg(feature = "tls")]
     if let Some(acceptor) = config.tls.clone() {
         let tls = match client_step(acceptor.accept(io), &group, &config, accepted, false).await {
@@ -124,8 +135,9 @@ pub(super) async fn serve<L, S, B>(
 }
 
 /// Reads until HTTP/1 and HTTP/2 can be told apart, then runs hyper.
-async fn http<I, S, B>(config: Arc<Config>, group: DrainGroup, mut io: I, service: S)
+async fn http<R, I, S, B>(config: Arc<Config<R>>, group: DrainGroup, mut io: I, service: S)
 where
+    R: HttpRuntime,
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     S: HttpService<B>,
     B: HttpBody,
@@ -139,7 +151,9 @@ where
         let mut chunk = [0u8; 1024];
         let read = io.read(&mut chunk);
         match client_step(read, &group, &config, since, prefix.is_empty()).await {
-            Step::Go(Ok(0)) | Step::Close => return close(io, config.linger).await,
+            Step::Go(Ok(0)) | Step::Close => {
+                return close(io, &config.runtime, config.linger).await;
+            }
             Step::Go(Ok(n)) => prefix.extend_from_slice(&chunk[..n]),
             Step::Go(Err(e)) => return tracing::debug!("connection failed: {e}"),
             Step::Abort => return,

@@ -7,10 +7,11 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
+use super::HttpRuntime;
 use crate::drain::{DrainGroup, DrainSignal, Tracked};
 
 /// A accepted socket as hyper (and TLS) sees it.
@@ -27,8 +28,9 @@ use crate::drain::{DrainGroup, DrainSignal, Tracked};
 /// Closing a socket with unread data makes the kernel answer with a reset,
 /// which can destroy a response the client has not read yet; this way the
 /// client sees a clean end-of-file instead.
-pub(super) struct ConnIo<T: AsyncRead + Unpin + Send + 'static> {
+pub(super) struct ConnIo<T: AsyncRead + Unpin + Send + 'static, R: HttpRuntime> {
     inner: Option<T>,
+    runtime: R,
     tracked: Option<Tracked>,
     hammer_read: DrainSignal,
     hammer_write: DrainSignal,
@@ -36,10 +38,17 @@ pub(super) struct ConnIo<T: AsyncRead + Unpin + Send + 'static> {
     linger: Duration,
 }
 
-impl<T: AsyncRead + Unpin + Send + 'static> ConnIo<T> {
-    pub(super) fn new(inner: T, tracked: Tracked, group: &DrainGroup, linger: Duration) -> Self {
+impl<T: AsyncRead + Unpin + Send + 'static, R: HttpRuntime> ConnIo<T, R> {
+    pub(super) fn new(
+        inner: T,
+        tracked: Tracked,
+        group: &DrainGroup,
+        linger: Duration,
+        runtime: R,
+    ) -> Self {
         ConnIo {
             inner: Some(inner),
+            runtime,
             tracked: Some(tracked),
             hammer_read: group.hammer_signal(),
             hammer_write: group.hammer_signal(),
@@ -61,7 +70,7 @@ fn aborted() -> io::Error {
     )
 }
 
-impl<T: AsyncRead + Unpin + Send + 'static> AsyncRead for ConnIo<T> {
+impl<T: AsyncRead + Unpin + Send + 'static, R: HttpRuntime> AsyncRead for ConnIo<T, R> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -75,7 +84,9 @@ impl<T: AsyncRead + Unpin + Send + 'static> AsyncRead for ConnIo<T> {
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for ConnIo<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static, R: HttpRuntime> AsyncWrite
+    for ConnIo<T, R>
+{
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -126,40 +137,40 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> AsyncWrite for ConnIo<T
     }
 }
 
-impl<T: AsyncRead + Unpin + Send + 'static> Drop for ConnIo<T> {
+impl<T: AsyncRead + Unpin + Send + 'static, R: HttpRuntime> Drop for ConnIo<T, R> {
     fn drop(&mut self) {
         if !self.write_closed || self.hammer_read.is_fired() || self.linger.is_zero() {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         if let Some(inner) = self.inner.take() {
             let tracked = self.tracked.take();
             let hammer = self.hammer_read.clone();
-            runtime.spawn(linger(inner, tracked, hammer, self.linger));
+            let deadline = Instant::now() + self.linger;
+            let runtime = self.runtime.clone();
+            self.runtime
+                .spawn(linger(inner, tracked, hammer, runtime, deadline));
         }
     }
 }
 
-/// Reads and discards until the client closes, the hammer falls, or `limit`.
-async fn linger<T: AsyncRead + Unpin>(
+/// Reads and discards until the client closes, the hammer falls, or `deadline`.
+async fn linger<T: AsyncRead + Unpin, R: HttpRuntime>(
     mut io: T,
     tracked: Option<Tracked>,
     mut hammer: DrainSignal,
-    limit: Duration,
+    runtime: R,
+    deadline: Instant,
 ) {
     let mut sink = [0u8; 512];
-    let _ = tokio::time::timeout(limit, async {
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut hammer => return,
-                read = io.read(&mut sink) => if !matches!(read, Ok(n) if n > 0) { return },
-            }
+    let mut timeout = runtime.sleep_until(deadline);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut hammer => break,
+            _ = &mut timeout => break,
+            read = io.read(&mut sink) => if !matches!(read, Ok(n) if n > 0) { break },
         }
-    })
-    .await;
+    }
     drop(tracked);
 }
 

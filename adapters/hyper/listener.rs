@@ -6,7 +6,12 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A listening socket the HTTP server accepts on: tokio's `TcpListener` and
-/// `UnixListener` implement it.
+/// `UnixListener` (feature `tokio`), async-io's `Async<TcpListener>` and
+/// `Async<UnixListener>` (features `smol`, `async-std`) implement it.
+///
+/// Accepted streams are seen through tokio's I/O traits whatever the runtime
+/// (hyper itself depends on tokio for them; no tokio runtime is needed):
+/// async-io streams are wrapped in `tokio_util::compat::Compat`.
 pub trait Listener: Send + 'static {
     /// An accepted connection.
     type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
@@ -19,33 +24,4 @@ pub trait Listener: Send + 'static {
     /// The server waits for it before anything else, so that a connection
     /// whose client has not sent a byte yet can be told apart when draining.
     fn readable(stream: &Self::Stream) -> impl Future<Output = io::Result<()>> + Send;
-}
-
-impl Listener for tokio::net::TcpListener {
-    type Stream = tokio::net::TcpStream;
-
-    async fn accept_stream(&self) -> io::Result<Self::Stream> {
-        let (stream, _) = self.accept().await?;
-        // Responses are written whole; don't let Nagle delay their tails.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-        Ok(stream)
-    }
-
-    fn readable(stream: &Self::Stream) -> impl Future<Output = io::Result<()>> + Send {
-        stream.readable()
-    }
-}
-
-impl Listener for tokio::net::UnixListener {
-    type Stream = tokio::net::UnixStream;
-
-    async fn accept_stream(&self) -> io::Result<Self::Stream> {
-        self.accept().await.map(|(stream, _)| stream)
-    }
-
-    fn readable(stream: &Self::Stream) -> impl Future<Output = io::Result<()>> + Send {
-        stream.readable()
-    }
 }

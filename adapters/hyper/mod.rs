@@ -36,7 +36,16 @@
 //! - at the stop timeout whatever remains is dropped (the hammer).
 //!
 //! Use [`Server`] to configure timeouts, limits, TLS, or to serve several
-//! services; [`serve_tower`] takes a tower service such as an axum `Router`.
+//! services; `serve_tower` takes a tower service such as an axum `Router`.
+//!
+//! # Runtimes
+//!
+//! `serve` and `Server::new` run on tokio (feature `tokio`).
+//! [`Server::with_runtime`] runs the same server on any [`HttpRuntime`]:
+//! `handoff::smol::Smol` (feature `smol`) or `handoff::async_std::AsyncStd`
+//! (feature `async-std`), TLS included. Whatever the runtime, connections are
+//! driven through tokio's I/O traits, which hyper depends on anyway; only the
+//! tokio runtime adapter starts a tokio runtime.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,7 +54,6 @@ use async_trait::async_trait;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::{Address, DrainGroup, DrainSignal, Drainable, Error, ExitReason, Handoff, Result};
 
@@ -53,10 +61,14 @@ mod accept;
 mod connection;
 mod io;
 mod listener;
+mod runtime;
 mod service;
 
+#[cfg(any(feature = "smol", feature = "async-std"))]
+pub use crate::reactor::{AsyncIoStream, AsyncIoTimer};
 pub use hyper_util::service::TowerToHyperService;
 pub use listener::Listener;
+pub use runtime::{DefaultRuntime, Executor, HttpRuntime};
 pub use service::{HttpBody, HttpService};
 
 /// The error type services may return.
@@ -74,7 +86,10 @@ const LINGER: Duration = Duration::from_secs(1);
 /// SIGUSR2, graceful shutdown on SIGTERM or SIGINT.
 ///
 /// Must be called from within a tokio runtime (with I/O and time enabled).
-/// See the [module documentation](self) for an example.
+/// See the [module documentation](self) for an example; on smol or
+/// async-std, use [`Server::with_runtime`].
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub async fn serve<I, N, A, S, B>(handoff: Handoff, listeners: I, service: S) -> Result<ExitReason>
 where
     I: IntoIterator<Item = (N, A)>,
@@ -94,6 +109,8 @@ where
 /// handoff::hyper::serve_tower(handoff, [("http", "127.0.0.1:8080")], router).await?;
 /// # Ok(()) }
 /// ```
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub async fn serve_tower<I, N, A, S, B>(
     handoff: Handoff,
     listeners: I,
@@ -148,9 +165,10 @@ impl Draining {
 
 /// What the connections of a [`Server`] are served with.
 #[derive(Clone)]
-struct Config {
+struct Config<R> {
+    runtime: R,
     h1: http1::Builder,
-    h2: http2::Builder<TokioExecutor>,
+    h2: http2::Builder<Executor<R>>,
     header_read_timeout: Option<Duration>,
     grace: Duration,
     linger: Duration,
@@ -182,12 +200,12 @@ struct Config {
 /// Configure first, then [`listen`](Server::listen): a listener is served
 /// with the configuration the server had when it was added.
 #[derive(Clone)]
-pub struct Server {
+pub struct Server<R = DefaultRuntime> {
     group: DrainGroup,
-    config: Arc<Config>,
+    config: Arc<Config<R>>,
 }
 
-impl std::fmt::Debug for Server {
+impl<R> std::fmt::Debug for Server<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut s = f.debug_struct("Server");
         s.field("in_flight", &self.group.in_flight())
@@ -200,26 +218,51 @@ impl std::fmt::Debug for Server {
     }
 }
 
-impl Default for Server {
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+impl Default for Server<crate::tokio::Tokio> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Server {
-    /// A server with the defaults: HTTP/1.1 with keep-alive and HTTP/2,
-    /// header read timeout 30 s, hyper's header limits, first-request grace
-    /// 1 s, no TLS.
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+impl Server<crate::tokio::Tokio> {
+    /// A server on tokio with the defaults, see [`with_runtime`](Server::with_runtime).
     pub fn new() -> Self {
+        Self::with_runtime(crate::tokio::Tokio)
+    }
+}
+
+impl<R: HttpRuntime> Server<R> {
+    /// A server on `runtime` with the defaults: HTTP/1.1 with keep-alive and
+    /// HTTP/2, header read timeout 30 s, hyper's header limits,
+    /// first-request grace 1 s, no TLS.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "smol")]
+    /// # fn example(mut handoff: handoff::Handoff) -> Result<(), handoff::Error> {
+    /// use handoff::smol::Smol;
+    /// # let service = hyper::service::service_fn(|_| async {
+    /// #     Ok::<_, std::convert::Infallible>(hyper::Response::new(String::from("hello\n")))
+    /// # });
+    /// let server = handoff::hyper::Server::with_runtime(Smol::new());
+    /// server.listen(&mut handoff, "http", "127.0.0.1:8080", service)?;
+    /// smol::block_on(handoff.run(Smol::new(), server))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_runtime(runtime: R) -> Self {
         let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new())
+        h1.timer(runtime.timer())
             .keep_alive(true)
             .header_read_timeout(HEADER_READ_TIMEOUT);
-        let mut h2 = http2::Builder::new(TokioExecutor::new());
-        h2.timer(TokioTimer::new());
+        let mut h2 = http2::Builder::new(Executor(runtime.clone()));
+        h2.timer(runtime.timer());
         Server {
             group: DrainGroup::new(),
             config: Arc::new(Config {
+                runtime,
                 h1,
                 h2,
                 header_read_timeout: Some(HEADER_READ_TIMEOUT),
@@ -231,7 +274,7 @@ impl Server {
         }
     }
 
-    fn config(&mut self) -> &mut Config {
+    fn config(&mut self) -> &mut Config<R> {
         Arc::make_mut(&mut self.config)
     }
 
@@ -270,15 +313,16 @@ impl Server {
         self
     }
 
-    /// Configures hyper's HTTP/1 builder further (it comes with a tokio timer).
+    /// Configures hyper's HTTP/1 builder further (it comes with the
+    /// runtime's timer).
     pub fn http1(mut self, configure: impl FnOnce(&mut http1::Builder)) -> Self {
         configure(&mut self.config().h1);
         self
     }
 
-    /// Configures hyper's HTTP/2 builder further (it comes with a tokio
-    /// executor and timer).
-    pub fn http2(mut self, configure: impl FnOnce(&mut http2::Builder<TokioExecutor>)) -> Self {
+    /// Configures hyper's HTTP/2 builder further (it comes with the
+    /// runtime's executor and timer).
+    pub fn http2(mut self, configure: impl FnOnce(&mut http2::Builder<Executor<R>>)) -> Self {
         configure(&mut self.config().h2);
         self
     }
@@ -292,6 +336,11 @@ impl Server {
         self
     }
 
+    /// The runtime this server runs on.
+    pub fn runtime(&self) -> &R {
+        &self.config.runtime
+    }
+
     /// A [`Draining`] of this server, as requests carry it.
     pub fn draining(&self) -> Draining {
         Draining::new(self.group.clone())
@@ -301,7 +350,7 @@ impl Server {
     /// `address`, see [`Handoff::listen`]) and serves `service` on it.
     /// Returns the address actually bound (the real port when 0 was asked).
     ///
-    /// Must be called from within a tokio runtime.
+    /// On tokio, must be called from within the runtime.
     pub fn listen<S, B>(
         &self,
         handoff: &mut Handoff,
@@ -316,17 +365,16 @@ impl Server {
         let address: Address = address.parse()?;
         match &address {
             Address::Tcp(_) => {
-                let listener: tokio::net::TcpListener =
-                    handoff.listeners().get_or_bind(name, &address)?;
-                let local = listener.local_addr().map_err(|e| {
-                    Error::io(format!("cannot read the address of listener {name:?}"), e)
-                })?;
+                let listener: R::TcpListener = handoff.listeners().get_or_bind(name, &address)?;
+                let bound = crate::socket::local_address(&listener, crate::SocketKind::Tcp)
+                    .map_err(|e| {
+                        Error::io(format!("cannot read the address of listener {name:?}"), e)
+                    })?;
                 self.serve_listener(listener, service);
-                Ok(Address::Tcp(local))
+                Ok(bound)
             }
             Address::Unix(_) => {
-                let listener: tokio::net::UnixListener =
-                    handoff.listeners().get_or_bind(name, &address)?;
+                let listener: R::UnixListener = handoff.listeners().get_or_bind(name, &address)?;
                 self.serve_listener(listener, service);
                 Ok(address)
             }
@@ -340,14 +388,14 @@ impl Server {
     /// Serves `service` on a listener obtained elsewhere (for example
     /// [`Handoff::listen`]); accepting stops when draining starts.
     ///
-    /// Must be called from within a tokio runtime.
+    /// On tokio, must be called from within the runtime.
     pub fn serve_listener<L, S, B>(&self, listener: L, service: S)
     where
         L: Listener,
         S: HttpService<B>,
         B: HttpBody,
     {
-        tokio::spawn(accept::accept_loop(
+        self.config.runtime.spawn(accept::accept_loop(
             self.config.clone(),
             self.group.clone(),
             listener,
@@ -381,12 +429,13 @@ impl Server {
                 }
             }
         }
-        handoff.run(crate::tokio::Tokio, self).await
+        let runtime = self.config.runtime.clone();
+        handoff.run(runtime, self).await
     }
 }
 
 #[async_trait]
-impl Drainable for Server {
+impl<R: HttpRuntime> Drainable for Server<R> {
     fn begin_drain(&self) {
         self.group.begin_drain();
     }

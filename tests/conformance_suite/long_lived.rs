@@ -88,6 +88,19 @@ async fn body(flavor: Flavor) {
         }
         drop(guard);
     }
+    // Closed at once (after the example's idle grace): 750 ms of slack for a
+    // loaded machine, where a close takes milliseconds.
+    let bound = flavor.idle_grace + Duration::from_millis(750);
+    for (what, closed) in [("HTTP/1.1", Some(idle_closed)), ("HTTP/2", idle_h2_closed)] {
+        if let Some(closed) = closed {
+            assert!(
+                closed <= bound,
+                "the idle {what} keep-alive connection closed {closed:?} after SIGHUP; \
+                 draining must close it at once (idle grace {:?})",
+                flavor.idle_grace
+            );
+        }
+    }
     assert!(
         !slow.is_finished(),
         "the idle connections closed only after the slow request finished \

@@ -44,7 +44,7 @@ use crate::http_common::{self, Mode, blocking};
 /// One line of the suite: a runtime flavour and its HTTP example.
 ///
 /// ```ignore
-/// conformance! { tokio, example = "demo", features = ["hyper", "tls"], h2 = true }
+/// conformance! { tokio, example = "demo", features = ["tokio", "hyper", "tls"], h2 = true, idle_grace_ms = 0 }
 /// ```
 ///
 /// expands to `mod tokio { #[test] fn restart_under_load() ... }`, one test
@@ -57,7 +57,8 @@ macro_rules! conformance {
         $flavor:ident,
         example = $example:literal,
         features = [$($feature:literal),+ $(,)?],
-        h2 = $h2:literal $(,)?
+        h2 = $h2:literal,
+        idle_grace_ms = $grace:literal $(,)?
     ) => {
         #[cfg(all($(feature = $feature),+))]
         mod $flavor {
@@ -68,6 +69,7 @@ macro_rules! conformance {
                 example: $example,
                 features: &[$($feature),+],
                 h2: $h2,
+                idle_grace: std::time::Duration::from_millis($grace),
             };
 
             #[test]
@@ -109,6 +111,9 @@ pub struct Flavor {
     pub features: &'static [&'static str],
     /// Whether the example speaks HTTP/2 with prior knowledge on plain TCP.
     pub h2: bool,
+    /// How long after draining starts the example may keep an idle
+    /// keep-alive connection open (hyper: none; actix: its idle grace).
+    pub idle_grace: Duration,
 }
 
 impl Flavor {
