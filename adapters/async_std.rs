@@ -23,6 +23,13 @@
 //!
 //! With the `hyper` feature, `handoff::hyper::Server::with_runtime(AsyncStd)`
 //! serves HTTP on async-std.
+//!
+//! # Caveat
+//!
+//! async-std's conversions from a descriptor panic if the reactor cannot
+//! register it (epoll out of memory or watches). Where that matters, take
+//! async-io's `Async<std::net::TcpListener>` from the registry instead: its
+//! constructor returns the error.
 
 use std::io;
 use std::os::fd::OwnedFd;
