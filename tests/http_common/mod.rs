@@ -337,34 +337,16 @@ impl Conn {
         &mut self,
         path: &str,
     ) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error> {
-        let uri = match self.sender {
-            Sender::H1(_) => path.to_string(),
-            Sender::H2(_) => format!(
-                "{}://localhost:{}{path}",
-                self.target.scheme(),
-                self.target.addr.port()
-            ),
-        };
-        let request = Request::get(uri)
-            .header(hyper::header::HOST, "localhost")
-            .body(Empty::new())
-            .unwrap();
-        let response = match &mut self.sender {
-            Sender::H1(s) => {
-                s.ready().await?;
-                s.send_request(request).await?
-            }
-            Sender::H2(s) => {
-                s.ready().await?;
-                s.send_request(request).await?
-            }
-        };
+        let response = self.send(path).await?;
         self.served += 1;
         Ok(response)
     }
 
-    /// Sends `GET path` and reads the whole response.
-    pub async fn get(&mut self, path: &str) -> Result<Reply, hyper::Error> {
+    /// Sends `GET path`; the response head, its body unread.
+    async fn send(
+        &mut self,
+        path: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error> {
         let uri = match self.sender {
             Sender::H1(_) => path.to_string(),
             Sender::H2(_) => format!(
@@ -379,16 +361,21 @@ impl Conn {
             .unwrap();
         // hyper rejects a request sent before the connection is ready again
         // (the previous response just read); wait for it.
-        let response = match &mut self.sender {
+        match &mut self.sender {
             Sender::H1(s) => {
                 s.ready().await?;
-                s.send_request(request).await?
+                s.send_request(request).await
             }
             Sender::H2(s) => {
                 s.ready().await?;
-                s.send_request(request).await?
+                s.send_request(request).await
             }
-        };
+        }
+    }
+
+    /// Sends `GET path` and reads the whole response.
+    pub async fn get(&mut self, path: &str) -> Result<Reply, hyper::Error> {
+        let response = self.send(path).await?;
         let status = response.status();
         let connection = response
             .headers()
