@@ -175,6 +175,12 @@ mod http {
     #[derive(Debug)]
     pub struct AsyncIoStream<T>(Compat<Async<T>>);
 
+    impl<T: std::os::fd::AsFd> std::os::fd::AsFd for AsyncIoStream<T> {
+        fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+            self.0.get_ref().get_ref().as_fd()
+        }
+    }
+
     impl<T> AsyncRead for AsyncIoStream<T>
     where
         Compat<Async<T>>: AsyncRead + Unpin,

@@ -6,9 +6,11 @@
 //! kill -HUP <pid>                      # restart: the next request gets a new pid
 //! ```
 //!
-//! `GET /` answers `pid=PID`; `GET /sleep?duration=D` (D like `500ms`, `2s`)
-//! waits D, then answers `pid=PID` (or, if the server starts draining
-//! meanwhile, still waits: in-flight requests finish). Flags as the demo:
+//! `GET /` answers `hello from axum, pid=PID`; `GET /sleep?duration=D` (D
+//! like `500ms`, `2s`; `/sleep/` too) waits D, then answers `slept D,
+//! pid=PID` (or, if the server starts draining meanwhile, still waits:
+//! in-flight requests finish); `POST /echo` answers with the request body,
+//! byte for byte (up to 16 MiB). Flags as the demo:
 //! `--listen ADDR` (repeatable; default 127.0.0.1:8080, :8081, :8082),
 //! `--pid-file PATH`, `--ready-timeout SECS`, `--stop-timeout SECS`,
 //! `--kill-timeout SECS`.
@@ -16,9 +18,10 @@
 use std::process::ExitCode;
 
 use axum::Router;
-use axum::extract::Extension;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Extension};
 use axum::http::{StatusCode, Uri};
-use axum::routing::get;
+use axum::routing::{get, post};
 use handoff::hyper::{Draining, Server, TowerToHyperService};
 use handoff::{Address, Handoff};
 
@@ -52,6 +55,10 @@ async fn sleep(uri: Uri, Extension(draining): Extension<Draining>) -> (StatusCod
     (StatusCode::OK, format!("slept {text}, pid={pid}{note}\n"))
 }
 
+async fn echo(body: Bytes) -> Bytes {
+    body
+}
+
 fn main() -> ExitCode {
     cli::init_logging();
     let defaults = ["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8082"];
@@ -77,7 +84,10 @@ fn main() -> ExitCode {
 async fn serve(mut handoff: Handoff, addresses: &[String]) -> Result<(), handoff::Error> {
     let router = Router::new()
         .route("/", get(root))
-        .route("/sleep", get(sleep));
+        .route("/sleep", get(sleep))
+        .route("/sleep/", get(sleep))
+        .route("/echo", post(echo))
+        .layer(DefaultBodyLimit::max(16 << 20));
     let server = Server::new();
     let pid = std::process::id();
     for (i, address) in addresses.iter().enumerate() {

@@ -1,5 +1,6 @@
 //! The crate's only `unsafe` code: claiming inherited descriptors by number,
-//! editing the process environment, and `posix_spawn`.
+//! editing the process environment, `posix_spawn`, and asking a socket how
+//! much it still has queued.
 //!
 //! Everything else goes through rustix and std with safe signatures. Each block
 //! here states why it is sound.
@@ -179,4 +180,23 @@ pub(crate) fn with_borrowed_fd<R>(
     let fd = unsafe { BorrowedFd::borrow_raw(raw) };
     rustix::io::fcntl_getfd(fd)?;
     Ok(f(fd))
+}
+
+/// Whether a connected socket can be closed without the kernel answering
+/// its peer with a reset or throwing away data the peer has not received:
+/// nothing received is left unread (`SIOCINQ`), and everything written has
+/// been acknowledged by a TCP peer, or read by a Unix one (`SIOCOUTQ`).
+///
+/// An error (not a socket, say) answers `false`: the caller then lingers as
+/// if data were pending.
+#[cfg_attr(not(feature = "hyper"), allow(dead_code))]
+pub(crate) fn socket_settled(fd: BorrowedFd<'_>) -> bool {
+    use std::os::fd::AsRawFd;
+    let unread = rustix::io::ioctl_fionread(fd).unwrap_or(1);
+    let mut unsent: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ on sockets) writes one c_int through the
+    // pointer, which points at `unsent`, alive for the call; `fd` is
+    // borrowed, so it is open for the call.
+    let result = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut unsent) };
+    unread == 0 && result == 0 && unsent == 0
 }

@@ -11,9 +11,14 @@ use std::time::{Duration, Instant};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use futures_util::future::BoxFuture;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+
+use super::activity::{Activity, Closing};
 use super::io::{ConnIo, Rewind};
-use super::service::WithDraining;
-use super::{Config, Draining, HttpBody, HttpRuntime, HttpService, Listener};
+use super::service::ConnService;
+use super::{BoxError, Config, Draining, HttpBody, HttpRuntime, HttpService, Listener};
 use crate::{DrainGroup, Tracked};
 
 /// The client connection preface of HTTP/2 (RFC 9113, section 3.4).
@@ -160,15 +165,19 @@ where
         }
     };
     let io = TokioIo::new(Rewind::new(prefix, io));
-    let service = WithDraining::new(service, Draining::new(group.clone()));
+    let draining = Draining::new(group.clone());
     let outcome = match version {
         Version::H1 => {
+            // The first request is under way: the connection was active now.
+            let activity = Activity::new(Instant::now());
+            let service = ConnService::http1(service, draining, activity.clone());
             let conn = config.h1.serve_connection(io, service).with_upgrades();
-            drive(conn, |c| c.graceful_shutdown(), &group).await
+            drive_http1(conn, &activity, &config, &group).await
         }
         Version::H2 => {
+            let service = ConnService::http2(service, draining);
             let conn = config.h2.serve_connection(io, service);
-            drive(conn, |c| c.graceful_shutdown(), &group).await
+            drive_http2(conn, &group).await
         }
     };
     match outcome {
@@ -178,16 +187,72 @@ where
     }
 }
 
-/// Polls a hyper connection to its end. Once draining starts it is shut down
-/// gracefully (an idle HTTP/1 connection closes at once, a busy one answers
-/// with `Connection: close`, HTTP/2 sends GOAWAY). The connection is polled
-/// before that, so bytes the client already sent are read and served. When
-/// the hammer falls the connection is dropped, whatever it was doing.
-async fn drive<C: Future>(
+/// Polls an HTTP/1 connection to its end. Once draining starts, it closes as
+/// [`Activity`] says: at once if it has been idle for the grace, after the
+/// response if a request is in progress (the response says `Connection:
+/// close`, see [`ConnService`]), otherwise at its last activity + grace
+/// unless a request comes first. Closing an idle connection is hyper's
+/// graceful shutdown. The connection is polled before each decision, so
+/// bytes the client already sent are read and served. When the hammer falls
+/// the connection is dropped, whatever it was doing.
+async fn drive_http1<C, R>(
     conn: C,
-    graceful: impl Fn(Pin<&mut C>),
+    activity: &Activity,
+    config: &Config<R>,
     group: &DrainGroup,
-) -> Option<C::Output> {
+) -> Option<C::Output>
+where
+    C: Future + GracefulShutdown,
+    R: HttpRuntime,
+{
+    let mut conn = pin!(conn);
+    let mut drained = group.signal();
+    let mut hammer = group.hammer_signal();
+    let mut shutting_down = false;
+    let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
+    poll_fn(move |cx| {
+        if Pin::new(&mut hammer).poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        loop {
+            if let Poll::Ready(out) = conn.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            if shutting_down || Pin::new(&mut drained).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            match activity.closing(Instant::now(), config.grace) {
+                Closing::Now => {
+                    conn.as_mut().graceful_shutdown();
+                    shutting_down = true;
+                }
+                Closing::AfterResponse => return Poll::Pending,
+                Closing::At(at) => {
+                    if timer.as_ref().is_none_or(|(when, _)| *when != at) {
+                        timer = Some((at, config.runtime.sleep_until(at)));
+                    }
+                    let (_, sleep) = timer.as_mut().expect("just set");
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    timer = None;
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Polls an HTTP/2 connection to its end. Once draining starts it is shut
+/// down gracefully: GOAWAY with the highest stream id, a PING, and once the
+/// PING is answered GOAWAY with the last stream id the server took (h2's
+/// two-step shutdown, RFC 9113 section 6.8), so no stream the client sent
+/// before it saw the first GOAWAY is refused. When the hammer falls the
+/// connection is dropped.
+async fn drive_http2<C>(conn: C, group: &DrainGroup) -> Option<C::Output>
+where
+    C: Future + GracefulShutdown,
+{
     let mut conn = pin!(conn);
     let mut drained = group.signal();
     let mut hammer = group.hammer_signal();
@@ -203,11 +268,43 @@ async fn drive<C: Future>(
             if shutting_down || Pin::new(&mut drained).poll(cx).is_pending() {
                 return Poll::Pending;
             }
-            graceful(conn.as_mut());
+            conn.as_mut().graceful_shutdown();
             shutting_down = true;
         }
     })
     .await
+}
+
+/// hyper's connections, shut down gracefully.
+trait GracefulShutdown {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> GracefulShutdown for http1::UpgradeableConnection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::UpgradeableConnection::graceful_shutdown(self)
+    }
+}
+
+impl<I, S, B, E> GracefulShutdown for http2::Connection<I, S, E>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<BoxError>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self)
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::io;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ use crate::drain::{DrainGroup, DrainSignal, Tracked};
 /// Closing a socket with unread data makes the kernel answer with a reset,
 /// which can destroy a response the client has not read yet; this way the
 /// client sees a clean end-of-file instead.
-pub(super) struct ConnIo<T: AsyncRead + Unpin + Send + 'static, R: HttpRuntime> {
+pub(super) struct ConnIo<T: AsyncRead + AsFd + Unpin + Send + 'static, R: HttpRuntime> {
     inner: Option<T>,
     runtime: R,
     tracked: Option<Tracked>,
@@ -38,7 +39,7 @@ pub(super) struct ConnIo<T: AsyncRead + Unpin + Send + 'static, R: HttpRuntime> 
     linger: Duration,
 }
 
-impl<T: AsyncRead + Unpin + Send + 'static, R: HttpRuntime> ConnIo<T, R> {
+impl<T: AsyncRead + AsFd + Unpin + Send + 'static, R: HttpRuntime> ConnIo<T, R> {
     pub(super) fn new(
         inner: T,
         tracked: Tracked,
@@ -70,7 +71,7 @@ fn aborted() -> io::Error {
     )
 }
 
-impl<T: AsyncRead + Unpin + Send + 'static, R: HttpRuntime> AsyncRead for ConnIo<T, R> {
+impl<T: AsyncRead + AsFd + Unpin + Send + 'static, R: HttpRuntime> AsyncRead for ConnIo<T, R> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -84,7 +85,7 @@ impl<T: AsyncRead + Unpin + Send + 'static, R: HttpRuntime> AsyncRead for ConnIo
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static, R: HttpRuntime> AsyncWrite
+impl<T: AsyncRead + AsyncWrite + AsFd + Unpin + Send + 'static, R: HttpRuntime> AsyncWrite
     for ConnIo<T, R>
 {
     fn poll_write(
@@ -137,9 +138,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static, R: HttpRuntime> AsyncWr
     }
 }
 
-impl<T: AsyncRead + Unpin + Send + 'static, R: HttpRuntime> Drop for ConnIo<T, R> {
+impl<T: AsyncRead + AsFd + Unpin + Send + 'static, R: HttpRuntime> Drop for ConnIo<T, R> {
     fn drop(&mut self) {
         if !self.write_closed || self.hammer_read.is_fired() || self.linger.is_zero() {
+            return;
+        }
+        if self
+            .inner
+            .as_ref()
+            .is_some_and(|io| crate::sys::socket_settled(io.as_fd()))
+        {
+            // Nothing to read that would turn the close into a reset, nothing
+            // sent that the client has not got: close now.
             return;
         }
         if let Some(inner) = self.inner.take() {
@@ -153,8 +163,14 @@ impl<T: AsyncRead + Unpin + Send + 'static, R: HttpRuntime> Drop for ConnIo<T, R
     }
 }
 
-/// Reads and discards until the client closes, the hammer falls, or `deadline`.
-async fn linger<T: AsyncRead + Unpin, R: HttpRuntime>(
+/// How often a lingering connection asks the kernel whether everything it
+/// sent has been acknowledged: there is no readiness event for that. The
+/// wait doubles from the first to the last value.
+const SETTLE_POLL: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(50));
+
+/// Reads and discards until the client closes, nothing is queued any more
+/// (see [`crate::sys::socket_settled`]), the hammer falls, or `deadline`.
+async fn linger<T: AsyncRead + AsFd + Unpin, R: HttpRuntime>(
     mut io: T,
     tracked: Option<Tracked>,
     mut hammer: DrainSignal,
@@ -163,12 +179,18 @@ async fn linger<T: AsyncRead + Unpin, R: HttpRuntime>(
 ) {
     let mut sink = [0u8; 512];
     let mut timeout = runtime.sleep_until(deadline);
+    let mut wait = SETTLE_POLL.0;
     loop {
+        let settle = runtime.sleep_until(Instant::now() + wait);
         tokio::select! {
             biased;
             _ = &mut hammer => break,
             _ = &mut timeout => break,
             read = io.read(&mut sink) => if !matches!(read, Ok(n) if n > 0) { break },
+            _ = settle => wait = (wait * 2).min(SETTLE_POLL.1),
+        }
+        if crate::sys::socket_settled(io.as_fd()) {
+            break;
         }
     }
     drop(tracked);

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::io;
+use std::os::fd::AsFd;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -14,7 +15,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// async-io streams are wrapped in `tokio_util::compat::Compat`.
 pub trait Listener: Send + 'static {
     /// An accepted connection.
-    type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
+    ///
+    /// Its descriptor tells, when the connection closes, whether anything is
+    /// still queued on it (see the module documentation on lingering).
+    type Stream: AsyncRead + AsyncWrite + AsFd + Send + Unpin + 'static;
 
     /// Accepts one connection.
     fn accept_stream(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;

@@ -25,15 +25,35 @@
 //! generation drains:
 //!
 //! - it stops accepting (the successor accepts from the same socket);
-//! - idle keep-alive connections close at once; connections that have sent
-//!   nothing close too, once they are older than the
-//!   [first-request grace](Server::first_request_grace);
-//! - requests in flight finish; HTTP/1 responses carry `Connection: close`
-//!   and HTTP/2 connections get GOAWAY;
+//! - an HTTP/1 connection idle for longer than the
+//!   [idle grace](Server::idle_grace) (1 s) closes at once; one active more
+//!   recently gets until its last activity + the grace for its next request,
+//!   which is answered with `Connection: close`; a request in progress is
+//!   answered with `Connection: close`. A client never has a keep-alive
+//!   connection closed under a request it was about to send, unless it
+//!   waited longer than the grace to send it;
+//! - HTTP/2 connections get GOAWAY in two steps (the highest stream id, a
+//!   PING round trip, then the last stream id taken), so no stream the
+//!   client sent before it saw the first GOAWAY is refused; the streams in
+//!   flight finish;
 //! - upgraded connections (WebSocket) count as in flight until their socket
 //!   is dropped; handlers learn that draining started through the
 //!   [`Draining`] extension of the request;
+//! - a closed connection reads and discards what the client still sends,
+//!   for at most 1 s, so the kernel never answers it with a reset; it closes
+//!   at once when nothing is unread and everything sent was acknowledged;
 //! - at the stop timeout whatever remains is dropped (the hammer).
+//!
+//! # Request bodies the handler does not read
+//!
+//! In steady state as while draining, a handler may answer without reading
+//! the request body (a 405, a redirect, an early error). Before the response
+//! head is written, the server discards what of the body has already
+//! arrived and keeps the connection; if the rest has not arrived, the
+//! response says `Connection: close` and the connection closes after it.
+//! Either way the client is told the truth: a connection is never closed
+//! after a response that promised to keep it open. A handler that reads the
+//! body, even in part, is unaffected.
 //!
 //! Use [`Server`] to configure timeouts, limits, TLS, or to serve several
 //! services; `serve_tower` takes a tower service such as an axum `Router`.
@@ -58,6 +78,7 @@ use hyper::{Request, Response};
 use crate::{Address, DrainGroup, DrainSignal, Drainable, Error, ExitReason, Handoff, Result};
 
 mod accept;
+mod activity;
 mod connection;
 mod io;
 mod listener;
@@ -76,8 +97,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Default for [`Server::header_read_timeout`].
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default for [`Server::first_request_grace`].
-const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+/// Default for [`Server::idle_grace`].
+const IDLE_GRACE: Duration = Duration::from_secs(1);
 /// How long a closed connection keeps reading what the client still sends.
 const LINGER: Duration = Duration::from_secs(1);
 
@@ -211,7 +232,7 @@ impl<R> std::fmt::Debug for Server<R> {
         s.field("in_flight", &self.group.in_flight())
             .field("draining", &self.group.is_draining())
             .field("header_read_timeout", &self.config.header_read_timeout)
-            .field("first_request_grace", &self.config.grace);
+            .field("idle_grace", &self.config.grace);
         #[cfg(feature = "tls")]
         s.field("tls", &self.config.tls.is_some());
         s.finish_non_exhaustive()
@@ -238,7 +259,7 @@ impl Server<crate::tokio::Tokio> {
 impl<R: HttpRuntime> Server<R> {
     /// A server on `runtime` with the defaults: HTTP/1.1 with keep-alive and
     /// HTTP/2, header read timeout 30 s, hyper's header limits,
-    /// first-request grace 1 s, no TLS.
+    /// idle grace 1 s, no TLS.
     ///
     /// ```no_run
     /// # #[cfg(feature = "smol")]
@@ -266,7 +287,7 @@ impl<R: HttpRuntime> Server<R> {
                 h1,
                 h2,
                 header_read_timeout: Some(HEADER_READ_TIMEOUT),
-                grace: FIRST_REQUEST_GRACE,
+                grace: IDLE_GRACE,
                 linger: LINGER,
                 #[cfg(feature = "tls")]
                 tls: None,
@@ -300,17 +321,36 @@ impl<R: HttpRuntime> Server<R> {
         self
     }
 
-    /// How long a connection that has not sent a byte yet may stay open once
-    /// draining starts, counted from when it was accepted (from the end of
-    /// the TLS handshake for its first request). Default 1 s.
+    /// How long draining lets an HTTP/1 connection stay open after its last
+    /// activity, for its next request. Default 1 s.
     ///
-    /// A client writes its request right after connecting; a connection the
-    /// old generation accepted an instant before draining started would fail
-    /// that request if it were closed at once. Older silent connections close
-    /// the moment draining starts. (Go's `Shutdown` waits 5 s for these.)
-    pub fn first_request_grace(mut self, grace: Duration) -> Self {
+    /// HTTP/1.1 cannot tell a keep-alive client to stop sending requests: a
+    /// server that closes an idle connection races a client that is writing
+    /// its next request on it, and that request fails. So once draining
+    /// starts:
+    ///
+    /// - a connection idle for longer than the grace (or silent since it was
+    ///   accepted that long ago) is closed at once;
+    /// - one active more recently gets until its last activity + the grace to
+    ///   send its next request, which is answered with `Connection: close`;
+    /// - a request in progress is answered with `Connection: close`.
+    ///
+    /// Activity is the end of a response, or the accept (the TLS handshake)
+    /// for a connection that has not sent a request yet. HTTP/2 connections
+    /// get GOAWAY at once instead. A longer grace spares slower clients; the
+    /// old generation exits at the latest one grace after draining starts
+    /// unless a request is still in progress. (Go's `Shutdown` waits 5 s for
+    /// connections that have not sent a request yet, and closes idle ones at
+    /// once.)
+    pub fn idle_grace(mut self, grace: Duration) -> Self {
         self.config().grace = grace;
         self
+    }
+
+    /// The former name of [`idle_grace`](Server::idle_grace).
+    #[deprecated(since = "0.1.0", note = "renamed to idle_grace")]
+    pub fn first_request_grace(self, grace: Duration) -> Self {
+        self.idle_grace(grace)
     }
 
     /// Configures hyper's HTTP/1 builder further (it comes with the

@@ -1,8 +1,9 @@
 //! The HTTP app every hyper example serves, whatever runtime runs it:
 //!
 //! - `GET /` → `hello from pid=PID`;
-//! - `GET /sleep?duration=D` (D like `500ms`, `2s`, `1m`) prints `sleeping D
-//!   in pid PID`, waits D, then answers `slept D, pid=PID`;
+//! - `GET /sleep?duration=D` (D like `500ms`, `2s`, `1m`; `/sleep/` too)
+//!   prints `sleeping D in pid PID`, waits D, then answers `slept D, pid=PID`;
+//! - `POST /echo` → the request body, byte for byte (up to 16 MiB);
 //! - `GET /stream` → a streamed body: `streaming in pid PID`, then `tick`
 //!   every 100 ms, until this generation starts draining: then `draining
 //!   pid=PID` and the end of the body (at most 10 minutes of ticks).
@@ -22,7 +23,7 @@ use handoff::hyper::Draining;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 
 /// A runtime's sleep.
 pub type Sleep = fn(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -58,7 +59,8 @@ async fn handle(request: Request<Incoming>, sleep: Sleep) -> Result<Response<Bod
     let pid = std::process::id();
     match request.uri().path() {
         "/" => reply(StatusCode::OK, format!("hello from pid={pid}\n")),
-        "/sleep" => {
+        "/echo" if request.method() == Method::POST => echo(request).await,
+        "/sleep" | "/sleep/" => {
             let duration = request
                 .uri()
                 .query()
@@ -91,6 +93,23 @@ async fn handle(request: Request<Incoming>, sleep: Sleep) -> Result<Response<Bod
             Ok(Response::new(stream(draining, sleep)))
         }
         _ => reply(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
+}
+
+/// The largest body `POST /echo` sends back.
+const MAX_ECHO: usize = 16 << 20;
+
+/// `POST /echo`: the request body, byte for byte.
+async fn echo(request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    match http_body_util::Limited::new(request.into_body(), MAX_ECHO)
+        .collect()
+        .await
+    {
+        Ok(body) => Ok(Response::new(Full::new(body.to_bytes()).boxed_unsync())),
+        Err(e) => reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("cannot read the body (at most {MAX_ECHO} bytes): {e}\n"),
+        ),
     }
 }
 

@@ -16,7 +16,8 @@
 //!   new one serves, idle keep-alive connections close cleanly and promptly;
 //! - [`bad_successor`]: successors that exit or hang are rolled back;
 //! - [`shutdown_bounds`]: restart and shutdown bounded by stop + kill timeout;
-//! - [`drain_signal`]: long-lived responses see the drain signal and end.
+//! - [`drain_signal`]: long-lived responses see the drain signal and end;
+//! - [`unread_body`]: request bodies a handler ignores never fail a request.
 //!
 //! The scenarios run one at a time (see [`run`]): restarts under load are
 //! sensitive to CPU starvation, and the timing bounds too. Loopback only,
@@ -28,6 +29,7 @@ pub mod drain_signal;
 pub mod long_lived;
 pub mod restart_under_load;
 pub mod shutdown_bounds;
+pub mod unread_body;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,7 +46,7 @@ use crate::http_common::{self, Mode, blocking};
 /// One line of the suite: a runtime flavour and its HTTP example.
 ///
 /// ```ignore
-/// conformance! { tokio, example = "demo", features = ["tokio", "hyper", "tls"], h2 = true, idle_grace_ms = 0 }
+/// conformance! { tokio, example = "demo", features = ["tokio", "hyper", "tls"], h2 = true, idle_grace_ms = 1000 }
 /// ```
 ///
 /// expands to `mod tokio { #[test] fn restart_under_load() ... }`, one test
@@ -96,6 +98,11 @@ macro_rules! conformance {
             fn drain_signal_delivered() {
                 suite::drain_signal::run(FLAVOR);
             }
+
+            #[test]
+            fn unread_request_bodies_cost_no_request() {
+                suite::unread_body::run(FLAVOR);
+            }
         }
     };
 }
@@ -112,7 +119,7 @@ pub struct Flavor {
     /// Whether the example speaks HTTP/2 with prior knowledge on plain TCP.
     pub h2: bool,
     /// How long after draining starts the example may keep an idle
-    /// keep-alive connection open (hyper: none; actix: its idle grace).
+    /// keep-alive connection open for its next request: its idle grace.
     pub idle_grace: Duration,
 }
 

@@ -7,12 +7,15 @@
 //! - [`Target`] and [`Mode`]: hyper client connections (HTTP/1.1 keep-alive,
 //!   a new connection per request, HTTP/2), plain or TLS.
 //! - [`Load`]: client tasks that run until stopped or a deadline, and
-//!   classify every request: served (by which pid), failed, non-200, and
-//!   retried (only when the client library says the request was not sent or
-//!   not processed, on a connection that had served a request before).
+//!   classify every request: served (by which pid), failed, non-200. A
+//!   request is never sent again: every error is a failure, except an HTTP/2
+//!   stream refused by GOAWAY or REFUSED_STREAM (RFC 9113, section 8.7),
+//!   which is counted apart as `refused`.
 //!
 //! Loopback only; every loop bounded in count and time.
 #![allow(dead_code)]
+
+pub mod external;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -266,6 +269,7 @@ impl Target {
             target: self.clone(),
             served: 0,
             cert,
+            unsent: false,
         })
     }
 }
@@ -275,8 +279,8 @@ pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 enum Sender {
-    H1(http1::SendRequest<Empty<Bytes>>),
-    H2(http2::SendRequest<Empty<Bytes>>),
+    H1(http1::SendRequest<Full<Bytes>>),
+    H2(http2::SendRequest<Full<Bytes>>),
 }
 
 /// One client connection.
@@ -290,6 +294,9 @@ pub struct Conn {
     pub served: u64,
     /// The server's certificate (TLS).
     pub cert: Option<Vec<u8>>,
+    /// Whether the last request failed without being sent: the HTTP/2
+    /// client handed it back (the connection was going away).
+    pub unsent: bool,
 }
 
 /// A response.
@@ -297,6 +304,8 @@ pub struct Conn {
 pub struct Reply {
     pub status: StatusCode,
     pub body: String,
+    /// The body as received.
+    pub bytes: Bytes,
     /// The `pid=N` in the body.
     pub pid: Option<u32>,
     /// The `Connection` header.
@@ -347,6 +356,17 @@ impl Conn {
         &mut self,
         path: &str,
     ) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error> {
+        self.send_request(hyper::Method::GET, path, Bytes::new())
+            .await
+    }
+
+    /// Sends `method path` with `body`; the response head, its body unread.
+    async fn send_request(
+        &mut self,
+        method: hyper::Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error> {
         let uri = match self.sender {
             Sender::H1(_) => path.to_string(),
             Sender::H2(_) => format!(
@@ -355,12 +375,15 @@ impl Conn {
                 self.target.addr.port()
             ),
         };
-        let request = Request::get(uri)
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
             .header(hyper::header::HOST, "localhost")
-            .body(Empty::new())
+            .body(Full::new(body))
             .unwrap();
         // hyper rejects a request sent before the connection is ready again
         // (the previous response just read); wait for it.
+        self.unsent = false;
         match &mut self.sender {
             Sender::H1(s) => {
                 s.ready().await?;
@@ -368,47 +391,61 @@ impl Conn {
             }
             Sender::H2(s) => {
                 s.ready().await?;
-                s.send_request(request).await
+                match s.try_send_request(request).await {
+                    Ok(response) => Ok(response),
+                    Err(mut e) => {
+                        // hyper hands a request back only if it never sent it.
+                        self.unsent = e.take_message().is_some();
+                        Err(e.into_error())
+                    }
+                }
             }
         }
+    }
+
+    /// Sends `POST path` with `body` and reads the whole response.
+    pub async fn post(&mut self, path: &str, body: Bytes) -> Result<Reply, hyper::Error> {
+        let response = self.send_request(hyper::Method::POST, path, body).await?;
+        self.reply(response).await
     }
 
     /// Sends `GET path` and reads the whole response.
     pub async fn get(&mut self, path: &str) -> Result<Reply, hyper::Error> {
         let response = self.send(path).await?;
+        self.reply(response).await
+    }
+
+    async fn reply(
+        &mut self,
+        response: hyper::Response<hyper::body::Incoming>,
+    ) -> Result<Reply, hyper::Error> {
         let status = response.status();
         let connection = response
             .headers()
             .get(hyper::header::CONNECTION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = response.into_body().collect().await?.to_bytes();
-        let body = String::from_utf8_lossy(&body).into_owned();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        let body = String::from_utf8_lossy(&bytes).into_owned();
         self.served += 1;
         Ok(Reply {
             pid: pid_in(&body),
             status,
             body,
+            bytes,
             connection,
         })
     }
 }
 
-/// Whether a failed request was certainly not processed by the server, so
-/// that a client may send it again: hyper cancelled it before sending (or
-/// found the connection closed before sending), the
-/// connection closed before any response byte (HTTP/1 keep-alive race), or
-/// HTTP/2 refused it (GOAWAY below its stream id, REFUSED_STREAM). Only
-/// asked for connections that had served a request before.
-pub fn not_processed(e: &hyper::Error) -> Option<&'static str> {
-    if e.is_canceled() {
-        return Some("canceled");
-    }
-    if e.is_closed() {
-        return Some("closed before sending");
-    }
-    if e.is_incomplete_message() {
-        return Some("closed before message");
+/// Whether a failed HTTP/2 request is a stream the server provably never
+/// received: the client library handed the request back unsent (`unsent`:
+/// the connection was going away after a GOAWAY), or the server refused it
+/// with GOAWAY below its stream id or REFUSED_STREAM (RFC 9113, section 8.7).
+/// The only failure a client may set apart; no HTTP/1.1 error qualifies.
+pub fn refused_stream(e: &hyper::Error, unsent: bool) -> Option<&'static str> {
+    if unsent {
+        return Some("h2 handed back unsent");
     }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -435,11 +472,13 @@ pub struct Stats {
     pub served: AtomicU64,
     pub failed: AtomicU64,
     pub non_200: AtomicU64,
-    pub retries: AtomicU64,
+    /// HTTP/2 streams refused by GOAWAY or REFUSED_STREAM (see
+    /// [`refused_stream`]): never sent again, counted apart from failures.
+    pub refused: AtomicU64,
     pub reconnects: AtomicU64,
     by_pid: Mutex<BTreeMap<u32, u64>>,
     by_mode: Mutex<BTreeMap<Mode, u64>>,
-    retry_kinds: Mutex<BTreeMap<&'static str, u64>>,
+    refused_kinds: Mutex<BTreeMap<&'static str, u64>>,
     errors: Mutex<Vec<String>>,
     certs: Mutex<Vec<Vec<u8>>>,
     progress: Notify,
@@ -455,7 +494,7 @@ impl Stats {
         self.progress.notify_waiters();
     }
 
-    fn record(&self, mode: Mode, reply: &Reply, cert: Option<&Vec<u8>>) {
+    fn record(&self, mode: Mode, reply: &Reply, cert: Option<&Vec<u8>>, echo: bool) {
         if reply.status != StatusCode::OK {
             self.non_200.fetch_add(1, Ordering::SeqCst);
             self.fail(format!(
@@ -464,10 +503,11 @@ impl Stats {
             ));
             return;
         }
-        let Some(pid) = reply.pid else {
-            return self.fail(format!("{mode:?}: no pid in {:?}", reply.body));
-        };
-        *self.by_pid.lock().unwrap().entry(pid).or_default() += 1;
+        match reply.pid {
+            Some(pid) => *self.by_pid.lock().unwrap().entry(pid).or_default() += 1,
+            None if echo => {}
+            None => return self.fail(format!("{mode:?}: no pid in {:?}", reply.body)),
+        }
         *self.by_mode.lock().unwrap().entry(mode).or_default() += 1;
         if let Some(cert) = cert {
             let mut certs = self.certs.lock().unwrap();
@@ -513,12 +553,12 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "served={} failed={} non_200={} retries={} {:?} reconnects={} by_mode={:?} pids={}",
+            "served={} failed={} non_200={} refused_h2={} {:?} reconnects={} by_mode={:?} pids={}",
             self.served.load(Ordering::SeqCst),
             self.failed.load(Ordering::SeqCst),
             self.non_200.load(Ordering::SeqCst),
-            self.retries.load(Ordering::SeqCst),
-            self.retry_kinds.lock().unwrap(),
+            self.refused.load(Ordering::SeqCst),
+            self.refused_kinds.lock().unwrap(),
             self.reconnects.load(Ordering::SeqCst),
             self.by_mode.lock().unwrap(),
             self.by_pid.lock().unwrap().len(),
@@ -540,12 +580,36 @@ pub struct Load {
 
 /// Most requests one client task sends.
 const MAX_REQUESTS_PER_TASK: u64 = 1_000_000;
-/// Most consecutive retries of one request.
-const MAX_RETRIES: u32 = 5;
+
+/// What each request of a [`Load`] is.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// `GET path`; the answer must be 200 and name a pid.
+    Get(String),
+    /// `POST /echo` with a body of each size in turn, unique to the
+    /// request; the answer must be 200 with that body, byte for byte.
+    Echo(Vec<usize>),
+}
+
+impl From<&str> for Work {
+    fn from(path: &str) -> Work {
+        Work::Get(path.to_string())
+    }
+}
+
+/// Body sizes for [`Work::Echo`]: small, a few KiB, and above what a
+/// single read brings in.
+pub const ECHO_SIZES: [usize; 3] = [16, 5 * 1024, 70 * 1024];
 
 impl Load {
     /// Starts `count` tasks of each mode; they stop at `deadline` at the latest.
-    pub fn start(target: &Target, modes: &[(Mode, usize)], path: &str, deadline: Duration) -> Load {
+    pub fn start(
+        target: &Target,
+        modes: &[(Mode, usize)],
+        work: impl Into<Work>,
+        deadline: Duration,
+    ) -> Load {
+        let work = work.into();
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let deadline = Instant::now() + deadline;
@@ -555,7 +619,7 @@ impl Load {
                 tasks.push(tokio::spawn(client_task(
                     target.clone(),
                     mode,
-                    path.to_string(),
+                    work.clone(),
                     stats.clone(),
                     stop.clone(),
                     deadline,
@@ -587,21 +651,58 @@ impl Drop for Load {
     }
 }
 
+/// A body of `size` bytes that starts with `tag` and is unique to it.
+pub fn unique_body(tag: u64, size: usize) -> Bytes {
+    let mut body = format!("{tag:016x}").into_bytes();
+    let mut x = tag | 1;
+    while body.len() < size {
+        // xorshift: cheap bytes that differ from one request to the next.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        body.push(b'a' + (x % 26) as u8);
+    }
+    body.truncate(size);
+    Bytes::from(body)
+}
+
+static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
+
+/// One request of `work` on `conn`: its reply, and for an echo the body
+/// that must come back.
+async fn one_request(
+    conn: &mut Conn,
+    work: &Work,
+    n: u64,
+) -> Result<(Reply, Option<Bytes>), hyper::Error> {
+    match work {
+        Work::Get(path) => Ok((conn.get(path).await?, None)),
+        Work::Echo(sizes) => {
+            let size = sizes[(n % sizes.len() as u64) as usize];
+            let body = unique_body(NEXT_TAG.fetch_add(1, Ordering::Relaxed), size);
+            let reply = conn.post("/echo", body.clone()).await?;
+            Ok((reply, Some(body)))
+        }
+    }
+}
+
+/// Sends requests until stopped, never sending one again: every error is a
+/// failure, but for an HTTP/2 stream the server refused (counted apart).
 async fn client_task(
     target: Target,
     mode: Mode,
-    path: String,
+    work: Work,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
     deadline: Instant,
 ) {
     let mut conn: Option<Conn> = None;
-    let mut retries = 0;
-    for _ in 0..MAX_REQUESTS_PER_TASK {
+    for n in 0..MAX_REQUESTS_PER_TASK {
         if stop.load(Ordering::SeqCst) || Instant::now() >= deadline {
             return;
         }
-        // A connection the server closed while idle is simply replaced.
+        // A connection the server closed while idle (after a response that
+        // said so, or a GOAWAY) is replaced: no request was sent on it.
         if let Some(c) = conn.as_mut() {
             if mode == Mode::NewConnection || !c.ready().await {
                 conn = None;
@@ -619,23 +720,30 @@ async fn client_task(
             },
         };
         let reused = c.served > 0;
-        match tokio::time::timeout(common::T30, c.get(&path)).await {
-            Ok(Ok(reply)) => {
-                retries = 0;
-                stats.record(mode, &reply, c.cert.as_ref());
+        match tokio::time::timeout(common::T30, one_request(c, &work, n)).await {
+            Ok(Ok((reply, sent))) => {
+                if let Some(sent) = &sent {
+                    if reply.status == StatusCode::OK && reply.bytes != *sent {
+                        stats.fail(format!(
+                            "{mode:?}: echo of {} bytes came back as {} different bytes",
+                            sent.len(),
+                            reply.bytes.len()
+                        ));
+                        continue;
+                    }
+                }
+                stats.record(mode, &reply, c.cert.as_ref(), sent.is_some());
+                if reply.connection.as_deref() == Some("close") {
+                    conn = None;
+                }
             }
             Ok(Err(e)) => {
-                let kind = not_processed(&e).filter(|_| reused);
-                match kind {
-                    Some(kind) if retries < MAX_RETRIES => {
-                        retries += 1;
-                        stats.retries.fetch_add(1, Ordering::SeqCst);
-                        *stats.retry_kinds.lock().unwrap().entry(kind).or_default() += 1;
+                match refused_stream(&e, c.unsent).filter(|_| mode == Mode::H2) {
+                    Some(kind) => {
+                        stats.refused.fetch_add(1, Ordering::SeqCst);
+                        *stats.refused_kinds.lock().unwrap().entry(kind).or_default() += 1;
                     }
-                    _ => {
-                        retries = 0;
-                        stats.fail(format!("{mode:?} (reused={reused}): {e} ({e:?})"));
-                    }
+                    None => stats.fail(format!("{mode:?} (reused={reused}): {e} ({e:?})")),
                 }
                 conn = None;
             }

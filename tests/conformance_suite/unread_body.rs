@@ -1,0 +1,63 @@
+//! Request bodies the handler never reads, in steady state: Python's
+//! `http.client` (which never sends a request again) POSTs bodies of 10 B,
+//! 5 KiB and 300 KiB on keep-alive connections, to a route that ignores the
+//! body (`/`) and to one that does not exist (404). Not one request fails:
+//! a connection is never closed after a response that promised to keep it
+//! open. 300 KiB is above what the server drains, so every such response
+//! says `Connection: close`. `POST /echo` round trips the same sizes.
+
+use std::time::Duration;
+
+use super::Flavor;
+use crate::common::{T30, TempDir};
+use crate::http_common::blocking;
+use crate::http_common::external::{self, PythonCounts};
+
+/// Above what any adapter drains of an unread body (256 KiB).
+const ABOVE_BOUND: usize = 300 * 1024;
+
+pub fn run(flavor: Flavor) {
+    super::run(flavor, "unread request bodies", body);
+}
+
+async fn body(flavor: Flavor) {
+    let dir = TempDir::new(&format!("cf-unread-{}", flavor.name));
+    let (server, addr) = flavor.start(&dir, &[]);
+    let sizes = format!("10,5120,{ABOVE_BOUND}");
+    let cases: [(&str, &[&str]); 3] = [
+        ("POST / (body ignored)", &["--path", "/", "--status", "200"]),
+        ("POST /nope (404)", &["--path", "/nope", "--status", "404"]),
+        ("POST /echo", &["--path", "/echo", "--echo"]),
+    ];
+    for (what, args) in cases {
+        let mut all = vec!["--sizes", &sizes, "--requests", "150", "--threads", "2"];
+        all.extend_from_slice(args);
+        let counts = blocking(|| {
+            PythonCounts::parse(&external::python(addr, 60, &all).finish(Duration::from_secs(90)))
+        });
+        println!("[{}] {what}: {}", flavor.name, counts.line);
+        assert_eq!(
+            counts.sent, 300,
+            "[{}] {what}: {}",
+            flavor.name, counts.line
+        );
+        assert_eq!(
+            counts.failed, 0,
+            "[{}] {what}: {}",
+            flavor.name, counts.line
+        );
+        if !args.contains(&"--echo") {
+            // 100 requests of each size over the two threads' 150 each.
+            assert_eq!(
+                counts.closed_for(ABOVE_BOUND),
+                100,
+                "[{}] {what}: a response to an unread body above the bound must say \
+                 Connection: close: {}",
+                flavor.name,
+                counts.line
+            );
+        }
+    }
+    let pid = blocking(|| server.wait_pid_file(T30));
+    super::terminate(&server, pid);
+}
