@@ -17,6 +17,8 @@
 //! - [`bad_successor`]: successors that exit or hang are rolled back;
 //! - [`shutdown_bounds`]: restart and shutdown bounded by stop + kill timeout;
 //! - [`drain_signal`]: long-lived responses see the drain signal and end;
+//! - [`idle_connections`]: 1,000 idle keep-alive connections close cleanly
+//!   and the old generation does not linger on them;
 //! - [`unread_body`]: request bodies a handler ignores never fail a request.
 //!
 //! The scenarios run one at a time (see [`run`]): restarts under load are
@@ -26,6 +28,7 @@
 
 pub mod bad_successor;
 pub mod drain_signal;
+pub mod idle_connections;
 pub mod long_lived;
 pub mod restart_under_load;
 pub mod shutdown_bounds;
@@ -97,6 +100,11 @@ macro_rules! conformance {
             #[test]
             fn drain_signal_delivered() {
                 suite::drain_signal::run(FLAVOR);
+            }
+
+            #[test]
+            fn idle_connections_closed_without_lingering() {
+                suite::idle_connections::run(FLAVOR);
             }
 
             #[test]
