@@ -7,7 +7,9 @@
 //! connection to the old generation (and an idle HTTP/2 one, if the example
 //! speaks it) is closed cleanly and promptly: end-of-file, not a reset, while
 //! the slow request is still in flight (not at the stop timeout, nor only
-//! when the old generation exits).
+//! when the old generation exits). Requests pipelined behind one in
+//! progress while draining: that one is answered with `Connection: close`,
+//! then the connection ends cleanly.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,8 @@ use crate::http_common::{self, Mode, Target, blocking};
 
 /// How long the slow request takes.
 const SLOW: &str = "3s";
+/// How long the request ahead of the pipelined ones takes.
+const PIPED: &str = "500ms";
 /// The old generation's stop timeout: far longer than anything here.
 const STOP: &str = "30";
 
@@ -58,6 +62,18 @@ async fn body(flavor: Flavor) {
     blocking(|| server.wait_line(mark, T10, |l| l == sleeping))
         .unwrap_or_else(|| panic!("the old generation never started the slow request"));
 
+    // A raw connection with a request in flight, on which the client will
+    // pipeline two more once draining has started.
+    let mut piped = super::raw_connect(addr).await;
+    let mark = server.mark();
+    piped
+        .send_get(&format!("/sleep?duration={PIPED}"))
+        .await
+        .expect("send the pipelined connection's first request");
+    let sleeping = format!("sleeping {PIPED} in pid {old}");
+    blocking(|| server.wait_line(mark, T10, |l| l == sleeping))
+        .unwrap_or_else(|| panic!("the old generation never started the pipelined request"));
+
     let signalled = Instant::now();
     let (from, new, ready) = blocking(|| server.restart(common::Signal::HUP, T30));
     assert_eq!(from as u32, old);
@@ -71,6 +87,28 @@ async fn body(flavor: Flavor) {
         !slow.is_finished(),
         "the slow request must still be in flight when the new pid answers"
     );
+
+    // Requests pipelined behind one in progress while draining: the one in
+    // progress is answered with `Connection: close`, which tells the client
+    // that the others were not processed (RFC 9112, section 9.6); then a
+    // clean end-of-file, never a reset.
+    piped.send_get("/").await.expect("pipeline a second request");
+    piped.send_get("/").await.expect("pipeline a third request");
+    let first = piped.response().await.expect("the pipelined connection's first response");
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(http_common::pid_in(&first.body), Some(old), "{first:?}");
+    assert_eq!(
+        first.header("connection"),
+        Some("close"),
+        "[{}] a response sent while draining must say Connection: close: {first:?}",
+        flavor.name
+    );
+    piped.wait_closed(T5).await.unwrap_or_else(|e| {
+        panic!(
+            "[{}] after Connection: close, pipelined requests get nothing but a clean close: {e}",
+            flavor.name
+        )
+    });
 
     // The idle connections close cleanly and promptly: not when the old
     // generation exits (after the slow request).

@@ -4,12 +4,16 @@
 //! body (`/`) and to one that does not exist (404). Not one request fails:
 //! a connection is never closed after a response that promised to keep it
 //! open. 300 KiB is above what the server drains, so every such response
-//! says `Connection: close`. `POST /echo` round trips the same sizes.
+//! says `Connection: close`. `POST /echo` round trips the same sizes. A
+//! request whose announced body never arrives gets a response that says
+//! `Connection: close`, then a clean end-of-file.
 
 use std::time::Duration;
 
 use super::Flavor;
-use crate::common::{T30, TempDir};
+use tokio::io::AsyncWriteExt;
+
+use crate::common::{T10, T30, TempDir};
 use crate::http_common::blocking;
 use crate::http_common::external::{self, PythonCounts};
 
@@ -58,6 +62,27 @@ async fn body(flavor: Flavor) {
             );
         }
     }
+
+    // A body announced and never sent in full: the handler answers anyway;
+    // the response says `Connection: close` and the connection then ends
+    // cleanly (no reset, nothing more).
+    let mut conn = super::raw_connect(addr).await;
+    conn.stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\nonly this")
+        .await
+        .expect("send");
+    let reply = conn.response().await.expect("a response to a truncated body");
+    assert_eq!(reply.status, 200, "[{}] {reply:?}", flavor.name);
+    assert_eq!(
+        reply.header("connection"),
+        Some("close"),
+        "[{}] a response to a body that never arrives must say Connection: close: {reply:?}",
+        flavor.name
+    );
+    conn.wait_closed(T10).await.unwrap_or_else(|e| {
+        panic!("[{}] after a truncated body: {e}", flavor.name)
+    });
+
     let pid = blocking(|| server.wait_pid_file(T30));
     super::terminate(&server, pid);
 }
