@@ -16,6 +16,7 @@ use crate::machine::{ExitReason, Timeouts};
 use crate::registry::Listeners;
 use crate::runtime::{Runtime, Signal};
 use crate::spawn::Command;
+use crate::unix_socket::UnixOptions;
 
 type Hook<A, R> = Box<dyn FnMut(A) -> R + Send>;
 type ResultHook = Box<dyn FnMut(&Result<u32>) + Send>;
@@ -248,6 +249,19 @@ impl Handoff {
     pub fn listen<L: InheritedListener>(&mut self, name: &str, address: &str) -> Result<L> {
         let address = address.parse()?;
         self.listeners.get_or_bind(name, &address)
+    }
+
+    /// The inherited Unix stream listener named `name` if it is bound at
+    /// `path`, else a fresh one whose socket file gets the mode, owner and
+    /// group of `options` before it accepts (see [`UnixOptions`]).
+    pub fn listen_unix<L: InheritedListener>(
+        &mut self,
+        name: &str,
+        path: impl AsRef<std::path::Path>,
+        options: &UnixOptions,
+    ) -> Result<L> {
+        let address = crate::Address::Unix(path.as_ref().to_path_buf());
+        self.listeners.get_or_bind_unix(name, &address, options)
     }
 
     /// A handle to request restarts and shutdown.

@@ -56,6 +56,7 @@ mod runtime;
 mod socket;
 mod spawn;
 mod sys;
+mod unix_socket;
 
 pub use drain::{Accepting, DrainGroup, DrainSignal, Drainable, Tracked};
 pub use error::{Error, Result};
@@ -66,6 +67,7 @@ pub use machine::{ExitReason, Timeouts};
 pub use registry::Listeners;
 pub use runtime::{Runtime, Signal};
 pub use socket::{Address, SocketKind};
+pub use unix_socket::UnixOptions;
 
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
