@@ -41,6 +41,7 @@ pub struct Builder {
     restart_signals: Vec<Signal>,
     shutdown_signals: Vec<Signal>,
     pid_file: Option<PathBuf>,
+    unix: UnixOptions,
     executable: Option<PathBuf>,
     args: Option<Vec<OsString>>,
     hooks: Hooks,
@@ -53,6 +54,7 @@ impl std::fmt::Debug for Builder {
             .field("restart_signals", &self.restart_signals)
             .field("shutdown_signals", &self.shutdown_signals)
             .field("pid_file", &self.pid_file)
+            .field("unix", &self.unix)
             .field("executable", &self.executable)
             .finish_non_exhaustive()
     }
@@ -65,6 +67,7 @@ impl Default for Builder {
             restart_signals: vec![Signal::Hup, Signal::Usr2],
             shutdown_signals: vec![Signal::Term, Signal::Int],
             pid_file: None,
+            unix: UnixOptions::new(),
             executable: None,
             args: None,
             hooks: Hooks::default(),
@@ -109,8 +112,22 @@ impl Builder {
     /// old generation, naming its successor, right after it was told to stop
     /// accepting. So when the file changes, the new process serves and the
     /// old one is draining. Removed on shutdown.
+    ///
+    /// Safe in a directory other users may write: the pid goes to a temporary
+    /// file created exclusively under an unpredictable name next to `path`
+    /// (mode 0644), renamed over `path`. A symlink planted at `path` or at any
+    /// temporary name is never followed (one at `path` is replaced by the
+    /// regular file); reading and removing never follow a symlink either.
     pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.pid_file = Some(path.into());
+        self
+    }
+
+    /// The mode, owner and group of the socket file of every fresh Unix
+    /// listener (default: none, the umask decides); see [`UnixOptions`].
+    /// [`Listeners::get_or_bind_unix`] sets them per listener instead.
+    pub fn unix_options(mut self, options: UnixOptions) -> Self {
+        self.unix = options;
         self
     }
 
@@ -180,7 +197,7 @@ impl Builder {
             pid_file: self.pid_file,
             command,
             hooks: self.hooks,
-            listeners: Listeners::new(inheritance.slots),
+            listeners: Listeners::new(inheritance.slots, self.unix),
             parent: inheritance.parent,
             tx,
             rx,

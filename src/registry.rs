@@ -24,18 +24,21 @@ use crate::unix_socket::UnixOptions;
 pub struct Listeners {
     inherited: Vec<Slot>,
     active: Vec<(String, OwnedFd)>,
+    unix: UnixOptions,
 }
 
 impl Listeners {
-    pub(crate) fn new(inherited: Vec<Slot>) -> Self {
+    pub(crate) fn new(inherited: Vec<Slot>, unix: UnixOptions) -> Self {
         Listeners {
             inherited,
             active: Vec::new(),
+            unix,
         }
     }
 
     /// The inherited socket named `name` if it is bound at `address`, else a
-    /// fresh socket bound there.
+    /// fresh socket bound there (a fresh Unix socket's file gets the
+    /// [`Builder::unix_options`](crate::Builder::unix_options)).
     ///
     /// ```no_run
     /// # fn main() -> Result<(), handoff::Error> {
@@ -61,13 +64,14 @@ impl Listeners {
         address: &Address,
         configure: impl FnOnce(BorrowedFd<'_>) -> io::Result<()>,
     ) -> Result<L, Error> {
-        self.claim(name, address, configure, &UnixOptions::new())
+        let unix = self.unix;
+        self.claim(name, address, configure, &unix)
     }
 
     /// Like [`get_or_bind`](Listeners::get_or_bind) for a Unix stream socket
     /// at `address`; a fresh socket's file gets the mode, owner and group of
-    /// `options` before it accepts (see [`UnixOptions`]). An inherited socket
-    /// keeps the file it has.
+    /// `options` (instead of the builder's) before it accepts (see
+    /// [`UnixOptions`]). An inherited socket keeps the file it has.
     ///
     /// ```no_run
     /// # #[cfg(feature = "tokio")]
