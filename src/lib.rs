@@ -43,6 +43,8 @@
 mod drain;
 mod driver;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod handle;
 mod handoff;
 mod inherited;

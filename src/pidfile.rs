@@ -139,7 +139,9 @@ fn open_regular(path: &Path) -> Result<Opened, Error> {
         .take(MAX_LEN as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| fail(path, "cannot read", e))?;
-    let pid = (bytes.len() <= MAX_LEN).then(|| parse_pid(&bytes)).flatten();
+    let pid = (bytes.len() <= MAX_LEN)
+        .then(|| parse_pid(&bytes))
+        .flatten();
     Ok(Opened::Regular(file, pid))
 }
 
@@ -274,14 +276,7 @@ mod tests {
     fn a_fifo_or_foreign_content_is_not_ours() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("app.pid");
-        rustix::fs::mknodat(
-            CWD,
-            &path,
-            FileType::Fifo,
-            Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
+        rustix::fs::mknodat(CWD, &path, FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
         assert_eq!(read(&path).unwrap(), Content::Foreign, "FIFO: no hang");
         remove_if_own(&path, 14).unwrap();
         assert!(path.exists(), "FIFO left alone");

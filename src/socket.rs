@@ -293,7 +293,12 @@ mod tests {
 
     #[test]
     fn adopt_rejects_the_wrong_kind() {
-        let udp = bind_fresh(&"udp://127.0.0.1:0".parse().unwrap(), |_| Ok(()), &UnixOptions::new()).unwrap();
+        let udp = bind_fresh(
+            &"udp://127.0.0.1:0".parse().unwrap(),
+            |_| Ok(()),
+            &UnixOptions::new(),
+        )
+        .unwrap();
         let err = adopt(&udp, 3, "http", SocketKind::Tcp)
             .unwrap_err()
             .to_string();
@@ -303,7 +308,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a socket"), "{err}");
-        let tcp = bind_fresh(&"127.0.0.1:0".parse().unwrap(), |_| Ok(()), &UnixOptions::new()).unwrap();
+        let tcp = bind_fresh(
+            &"127.0.0.1:0".parse().unwrap(),
+            |_| Ok(()),
+            &UnixOptions::new(),
+        )
+        .unwrap();
         adopt(&tcp, 3, "http", SocketKind::Tcp).unwrap();
         assert!(local_address(&tcp, SocketKind::Tcp).unwrap().kind() == SocketKind::Tcp);
     }

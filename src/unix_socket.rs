@@ -173,7 +173,9 @@ pub(crate) fn remove_stale(path: &Path) -> io::Result<()> {
             tracing::info!(path = %path.display(), "removing stale Unix socket");
             rustix::fs::unlink(path)?;
         }
-        _ => tracing::warn!(path = %path.display(), "socket file replaced while checking it; left alone"),
+        _ => {
+            tracing::warn!(path = %path.display(), "socket file replaced while checking it; left alone")
+        }
     }
     Ok(())
 }
