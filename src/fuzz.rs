@@ -119,6 +119,26 @@ proptest! {
     }
 
     #[test]
+    fn well_formed_looking_environments_are_checked_name_by_name(
+        count in 0usize..6,
+        names in prop::collection::vec("[a-z0-9:]{0,4}|[a-z]{250,300}", 0..7),
+        parent in any::<bool>(),
+        channel_offset in -2i32..3,
+    ) {
+        let mut vars: HashMap<&'static str, String> = HashMap::new();
+        vars.insert(protocol::ENV_LISTEN_FDS, count.to_string());
+        vars.insert(protocol::ENV_LISTEN_FDNAMES, names.join(":"));
+        if parent {
+            let fd = protocol::LISTEN_FDS_START + count as i32 + channel_offset;
+            vars.insert(protocol::ENV_CHANNEL_FD, fd.to_string());
+            vars.insert(protocol::ENV_PROTOCOL, protocol::VERSION.to_string());
+        } else {
+            vars.insert(protocol::ENV_LISTEN_PID, OWN_PID.to_string());
+        }
+        check_parse(&vars)?;
+    }
+
+    #[test]
     fn identity_message_parses_only_a_decimal_pid_and_newline(bytes in prop::collection::vec(any::<u8>(), 0..40)) {
         if let Some(pid) = protocol::parse_identity(&bytes) {
             let text = std::str::from_utf8(&bytes).unwrap();
