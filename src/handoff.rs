@@ -32,9 +32,9 @@ pub(crate) struct Hooks {
 /// Configures a [`Handoff`].
 ///
 /// Defaults: ready timeout 30 s, stop timeout 30 s, kill timeout 10 s;
-/// SIGHUP and SIGUSR2 restart, SIGTERM and SIGINT shut down; no pid file; the
-/// successor is the executable path this process was started from, with the
-/// same arguments.
+/// SIGHUP and SIGUSR2 restart, SIGTERM and SIGINT shut down; no pid file; no
+/// Unix socket options (the umask decides); the successor is the executable
+/// path this process was started from, with the same arguments.
 #[must_use]
 pub struct Builder {
     timeouts: Timeouts,

@@ -19,6 +19,11 @@
 //!
 //! SIGTERM and SIGINT drain the same way without a successor.
 //!
+//! The pid file is safe in a directory other users may write, a fresh Unix
+//! listener's file can be given a mode, owner and group ([`UnixOptions`]), and
+//! every input from the environment and the handover channel is bounded and
+//! checked: see `docs/SECURITY.md`.
+//!
 //! The core is runtime-neutral: a runtime adapter supplies a timer and a
 //! signal stream ([`Runtime`]) and implements [`InheritedListener`] for its
 //! listener types. Adapters are behind features:
