@@ -17,7 +17,9 @@
 //!
 //! Flags: `--listen ADDR` (repeatable; `127.0.0.1:7000`, `unix:/path`,
 //! `udp://127.0.0.1:7001`), `--pid-file PATH`, `--ready-timeout SECS`,
-//! `--stop-timeout SECS`, `--kill-timeout SECS`.
+//! `--stop-timeout SECS`, `--kill-timeout SECS`, `--unix-mode OCTAL`,
+//! `--unix-owner USER|UID`, `--unix-group GROUP|GID` (who may connect to a
+//! fresh Unix listener).
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -100,9 +100,7 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
         // stopped accepting; without a parent, this generation writes its own.
         if !parent_alive {
             if let Some(path) = &handoff.pid_file {
-                pidfile::write(path, pid).map_err(|e| {
-                    crate::Error::io(format!("cannot write pid file {}", path.display()), e)
-                })?;
+                pidfile::write(path, pid)?;
             }
         }
         if let Err(e) = notify::send(&format!("READY=1\nMAINPID={pid}")) {
@@ -239,14 +237,14 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
             Action::WritePidFile(pid) => {
                 if let Some(path) = &self.handoff.pid_file {
                     if let Err(e) = pidfile::write(path, pid) {
-                        tracing::warn!(path = %path.display(), "cannot write pid file: {e}");
+                        tracing::warn!("{e}");
                     }
                 }
             }
             Action::RemovePidFile => {
                 if let Some(path) = &self.handoff.pid_file {
                     if let Err(e) = pidfile::remove_if_own(path, own_pid()) {
-                        tracing::warn!(path = %path.display(), "cannot remove pid file: {e}");
+                        tracing::warn!("{e}");
                     }
                 }
             }
@@ -294,10 +292,9 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
             return;
         };
         let own = own_pid();
-        let current = std::fs::read_to_string(path).ok();
-        if current.as_deref().map(str::trim) != Some(own.to_string().as_str()) {
+        if !matches!(pidfile::read(path), Ok(pidfile::Content::Pid(pid)) if pid == own) {
             if let Err(e) = pidfile::write(path, own) {
-                tracing::warn!(path = %path.display(), "cannot restore pid file: {e}");
+                tracing::warn!("cannot restore: {e}");
             }
         }
     }

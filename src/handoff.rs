@@ -16,6 +16,7 @@ use crate::machine::{ExitReason, Timeouts};
 use crate::registry::Listeners;
 use crate::runtime::{Runtime, Signal};
 use crate::spawn::Command;
+use crate::unix_socket::UnixOptions;
 
 type Hook<A, R> = Box<dyn FnMut(A) -> R + Send>;
 type ResultHook = Box<dyn FnMut(&Result<u32>) + Send>;
@@ -31,15 +32,16 @@ pub(crate) struct Hooks {
 /// Configures a [`Handoff`].
 ///
 /// Defaults: ready timeout 30 s, stop timeout 30 s, kill timeout 10 s;
-/// SIGHUP and SIGUSR2 restart, SIGTERM and SIGINT shut down; no pid file; the
-/// successor is the executable path this process was started from, with the
-/// same arguments.
+/// SIGHUP and SIGUSR2 restart, SIGTERM and SIGINT shut down; no pid file; no
+/// Unix socket options (the umask decides); the successor is the executable
+/// path this process was started from, with the same arguments.
 #[must_use]
 pub struct Builder {
     timeouts: Timeouts,
     restart_signals: Vec<Signal>,
     shutdown_signals: Vec<Signal>,
     pid_file: Option<PathBuf>,
+    unix: UnixOptions,
     executable: Option<PathBuf>,
     args: Option<Vec<OsString>>,
     hooks: Hooks,
@@ -52,6 +54,7 @@ impl std::fmt::Debug for Builder {
             .field("restart_signals", &self.restart_signals)
             .field("shutdown_signals", &self.shutdown_signals)
             .field("pid_file", &self.pid_file)
+            .field("unix", &self.unix)
             .field("executable", &self.executable)
             .finish_non_exhaustive()
     }
@@ -64,6 +67,7 @@ impl Default for Builder {
             restart_signals: vec![Signal::Hup, Signal::Usr2],
             shutdown_signals: vec![Signal::Term, Signal::Int],
             pid_file: None,
+            unix: UnixOptions::new(),
             executable: None,
             args: None,
             hooks: Hooks::default(),
@@ -108,8 +112,22 @@ impl Builder {
     /// old generation, naming its successor, right after it was told to stop
     /// accepting. So when the file changes, the new process serves and the
     /// old one is draining. Removed on shutdown.
+    ///
+    /// Safe in a directory other users may write: the pid goes to a temporary
+    /// file created exclusively under an unpredictable name next to `path`
+    /// (mode 0644), renamed over `path`. A symlink planted at `path` or at any
+    /// temporary name is never followed (one at `path` is replaced by the
+    /// regular file); reading and removing never follow a symlink either.
     pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.pid_file = Some(path.into());
+        self
+    }
+
+    /// The mode, owner and group of the socket file of every fresh Unix
+    /// listener (default: none, the umask decides); see [`UnixOptions`].
+    /// [`Listeners::get_or_bind_unix`] sets them per listener instead.
+    pub fn unix_options(mut self, options: UnixOptions) -> Self {
+        self.unix = options;
         self
     }
 
@@ -179,7 +197,7 @@ impl Builder {
             pid_file: self.pid_file,
             command,
             hooks: self.hooks,
-            listeners: Listeners::new(inheritance.slots),
+            listeners: Listeners::new(inheritance.slots, self.unix),
             parent: inheritance.parent,
             tx,
             rx,
@@ -248,6 +266,19 @@ impl Handoff {
     pub fn listen<L: InheritedListener>(&mut self, name: &str, address: &str) -> Result<L> {
         let address = address.parse()?;
         self.listeners.get_or_bind(name, &address)
+    }
+
+    /// The inherited Unix stream listener named `name` if it is bound at
+    /// `path`, else a fresh one whose socket file gets the mode, owner and
+    /// group of `options` before it accepts (see [`UnixOptions`]).
+    pub fn listen_unix<L: InheritedListener>(
+        &mut self,
+        name: &str,
+        path: impl AsRef<std::path::Path>,
+        options: &UnixOptions,
+    ) -> Result<L> {
+        let address = crate::Address::Unix(path.as_ref().to_path_buf());
+        self.listeners.get_or_bind_unix(name, &address, options)
     }
 
     /// A handle to request restarts and shutdown.

@@ -170,7 +170,7 @@ fn name_of(names: &[String], raw: RawFd) -> String {
 }
 
 /// Reads the parent's identity message: the pid the handover is meant for.
-fn read_identity(fd: BorrowedFd<'_>) -> io::Result<u32> {
+pub(crate) fn read_identity(fd: BorrowedFd<'_>) -> io::Result<u32> {
     let domain = rustix::net::sockopt::socket_domain(fd)?;
     if domain != rustix::net::AddressFamily::UNIX {
         return Err(io::Error::new(

@@ -19,6 +19,11 @@
 //!
 //! SIGTERM and SIGINT drain the same way without a successor.
 //!
+//! The pid file is safe in a directory other users may write, a fresh Unix
+//! listener's file can be given a mode, owner and group ([`UnixOptions`]), and
+//! every input from the environment and the handover channel is bounded and
+//! checked: see `docs/SECURITY.md`.
+//!
 //! The core is runtime-neutral: a runtime adapter supplies a timer and a
 //! signal stream ([`Runtime`]) and implements [`InheritedListener`] for its
 //! listener types. Adapters are behind features:
@@ -43,6 +48,8 @@
 mod drain;
 mod driver;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod handle;
 mod handoff;
 mod inherited;
@@ -56,6 +63,7 @@ mod runtime;
 mod socket;
 mod spawn;
 mod sys;
+mod unix_socket;
 
 pub use drain::{Accepting, DrainGroup, DrainSignal, Drainable, Tracked};
 pub use error::{Error, Result};
@@ -66,6 +74,7 @@ pub use machine::{ExitReason, Timeouts};
 pub use registry::Listeners;
 pub use runtime::{Runtime, Signal};
 pub use socket::{Address, SocketKind};
+pub use unix_socket::UnixOptions;
 
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

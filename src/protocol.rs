@@ -39,6 +39,10 @@ pub const READY: u8 = b'R';
 pub const MAX_FDS: usize = 4096;
 /// systemd's name for a socket passed without a name.
 pub const UNNAMED: &str = "unknown";
+/// The longest name in `LISTEN_FDNAMES` (systemd's limit).
+pub const MAX_NAME_LEN: usize = 255;
+/// How much of an invalid value an error quotes; the rest is summarised.
+const MAX_QUOTED: usize = 64;
 
 /// Where the inherited descriptors come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,9 +79,22 @@ pub enum Parsed {
 fn invalid(var: &'static str, value: &str, reason: impl Into<String>) -> Error {
     Error::InvalidEnv {
         var,
-        value: value.to_owned(),
+        value: quote(value),
         reason: reason.into(),
     }
+}
+
+/// `value` itself if short, else its first bytes and its length, so that a
+/// 1 MiB variable does not become a 1 MiB error message.
+fn quote(value: &str) -> String {
+    if value.len() <= MAX_QUOTED {
+        return value.to_owned();
+    }
+    let mut end = MAX_QUOTED;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &value[..end], value.len())
 }
 
 /// Reads the protocol variables through `get` for a process whose pid is `own_pid`.
@@ -148,19 +165,31 @@ pub fn parse(get: impl Fn(&str) -> Option<String>, own_pid: u32) -> Result<Parse
     let names = match get(ENV_LISTEN_FDNAMES) {
         None => vec![UNNAMED.to_owned(); count],
         Some(joined) => {
-            let names: Vec<String> = if joined.is_empty() && count == 0 {
-                Vec::new()
+            // Counted and measured before anything is allocated per name.
+            let held = if joined.is_empty() && count == 0 {
+                0
             } else {
-                joined.split(':').map(str::to_owned).collect()
+                joined.bytes().filter(|&b| b == b':').count() + 1
             };
-            if names.len() != count {
+            if held != count {
                 return Err(invalid(
                     ENV_LISTEN_FDNAMES,
                     &joined,
-                    format!("holds {} names but {ENV_LISTEN_FDS}={count}", names.len()),
+                    format!("holds {held} names but {ENV_LISTEN_FDS}={count}"),
                 ));
             }
-            names
+            if let Some(long) = joined.split(':').find(|n| n.len() > MAX_NAME_LEN) {
+                return Err(invalid(
+                    ENV_LISTEN_FDNAMES,
+                    &joined,
+                    format!(
+                        "a name of {} bytes (at most {MAX_NAME_LEN}): {}",
+                        long.len(),
+                        quote(long)
+                    ),
+                ));
+            }
+            joined.split(':').take(count).map(str::to_owned).collect()
         }
     };
     Ok(Parsed::Take(Plan { names, source }))
@@ -171,7 +200,7 @@ pub fn parse(get: impl Fn(&str) -> Option<String>, own_pid: u32) -> Result<Parse
 pub fn validate_name(name: &str) -> Result<(), Error> {
     let reason = if name.is_empty() {
         "empty"
-    } else if name.len() > 255 {
+    } else if name.len() > MAX_NAME_LEN {
         "longer than 255 bytes"
     } else if name.contains(':') {
         "contains ':', the separator of LISTEN_FDNAMES"

@@ -9,6 +9,7 @@ use crate::inherited::Slot;
 use crate::listener::InheritedListener;
 use crate::protocol;
 use crate::socket::{self, Address};
+use crate::unix_socket::UnixOptions;
 
 /// Listening sockets by name: what this generation inherited and what it will
 /// hand to the next.
@@ -23,18 +24,21 @@ use crate::socket::{self, Address};
 pub struct Listeners {
     inherited: Vec<Slot>,
     active: Vec<(String, OwnedFd)>,
+    unix: UnixOptions,
 }
 
 impl Listeners {
-    pub(crate) fn new(inherited: Vec<Slot>) -> Self {
+    pub(crate) fn new(inherited: Vec<Slot>, unix: UnixOptions) -> Self {
         Listeners {
             inherited,
             active: Vec::new(),
+            unix,
         }
     }
 
     /// The inherited socket named `name` if it is bound at `address`, else a
-    /// fresh socket bound there.
+    /// fresh socket bound there (a fresh Unix socket's file gets the
+    /// [`Builder::unix_options`](crate::Builder::unix_options)).
     ///
     /// ```no_run
     /// # fn main() -> Result<(), handoff::Error> {
@@ -60,6 +64,49 @@ impl Listeners {
         address: &Address,
         configure: impl FnOnce(BorrowedFd<'_>) -> io::Result<()>,
     ) -> Result<L, Error> {
+        let unix = self.unix;
+        self.claim(name, address, configure, &unix)
+    }
+
+    /// Like [`get_or_bind`](Listeners::get_or_bind) for a Unix stream socket
+    /// at `address`; a fresh socket's file gets the mode, owner and group of
+    /// `options` (instead of the builder's) before it accepts (see
+    /// [`UnixOptions`]). An inherited socket keeps the file it has.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "tokio")]
+    /// # fn main() -> Result<(), handoff::Error> {
+    /// let mut handoff = handoff::Handoff::new()?;
+    /// let options = handoff::UnixOptions::new().mode(0o600);
+    /// let listener: tokio::net::UnixListener = handoff
+    ///     .listeners()
+    ///     .get_or_bind_unix("admin", &"unix:/run/app/admin.sock".parse()?, &options)?;
+    /// # Ok(()) }
+    /// # #[cfg(not(feature = "tokio"))]
+    /// # fn main() {}
+    /// ```
+    pub fn get_or_bind_unix<L: InheritedListener>(
+        &mut self,
+        name: &str,
+        address: &Address,
+        options: &UnixOptions,
+    ) -> Result<L, Error> {
+        if !matches!(address, Address::Unix(_)) {
+            return Err(Error::InvalidAddress {
+                input: address.to_string(),
+                reason: "Unix socket options need a unix: address".into(),
+            });
+        }
+        self.claim(name, address, |_| Ok(()), options)
+    }
+
+    fn claim<L: InheritedListener>(
+        &mut self,
+        name: &str,
+        address: &Address,
+        configure: impl FnOnce(BorrowedFd<'_>) -> io::Result<()>,
+        unix: &UnixOptions,
+    ) -> Result<L, Error> {
         protocol::validate_name(name)?;
         if self.active.iter().any(|(n, _)| n == name) {
             return Err(Error::DuplicateName { name: name.into() });
@@ -71,9 +118,14 @@ impl Listeners {
             });
         }
         let fd = match self.take_inherited::<L>(name, address)? {
-            Some(fd) => fd,
+            Some(fd) => {
+                if let Address::Unix(path) = address {
+                    unix.check_inherited(path);
+                }
+                fd
+            }
             None => {
-                let fd = socket::bind_fresh(address, configure).map_err(|e| Error::Bind {
+                let fd = socket::bind_fresh(address, configure, unix).map_err(|e| Error::Bind {
                     name: name.into(),
                     address: address.to_string(),
                     source: e.into(),

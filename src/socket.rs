@@ -6,7 +6,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use rustix::fs::OFlags;
@@ -14,6 +14,7 @@ use rustix::io::FdFlags;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use crate::error::Error;
+use crate::unix_socket::{self, UnixOptions};
 
 /// The kind of socket a listener type wraps; inherited descriptors are checked
 /// against it.
@@ -210,10 +211,12 @@ pub(crate) const BACKLOG: i32 = 1024;
 ///
 /// The socket is close-on-exec and non-blocking from birth. `configure` runs
 /// after creation and before `bind`, so options such as `SO_REUSEPORT` or
-/// `IPV6_V6ONLY` can be set.
+/// `IPV6_V6ONLY` can be set. A Unix socket's file gets `unix` between `bind`
+/// and `listen`.
 pub(crate) fn bind_fresh(
     address: &Address,
     configure: impl FnOnce(BorrowedFd<'_>) -> io::Result<()>,
+    unix: &UnixOptions,
 ) -> io::Result<OwnedFd> {
     let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
     let family = |addr: &SocketAddr| {
@@ -239,33 +242,17 @@ pub(crate) fn bind_fresh(
             Ok(fd)
         }
         Address::Unix(path) => {
-            remove_stale_unix_socket(path)?;
+            unix_socket::remove_stale(path)?;
             let fd =
                 rustix::net::socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
             configure(fd.as_fd())?;
             rustix::net::bind(&fd, &SocketAddrUnix::new(path.as_path())?)?;
+            // Not listening yet: every connect is refused until the file has
+            // its final mode and owner.
+            unix.apply(path)?;
             rustix::net::listen(&fd, BACKLOG)?;
             Ok(fd)
         }
-    }
-}
-
-/// A socket file left behind by a process that died is removed before a fresh
-/// bind; a socket somebody still listens on is left alone (bind then fails
-/// with "address in use", as it should).
-fn remove_stale_unix_socket(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            match std::os::unix::net::UnixStream::connect(path) {
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    tracing::info!(path = %path.display(), "removing stale Unix socket");
-                    std::fs::remove_file(path)
-                }
-                _ => Ok(()),
-            }
-        }
-        _ => Ok(()),
     }
 }
 
@@ -306,7 +293,12 @@ mod tests {
 
     #[test]
     fn adopt_rejects_the_wrong_kind() {
-        let udp = bind_fresh(&"udp://127.0.0.1:0".parse().unwrap(), |_| Ok(())).unwrap();
+        let udp = bind_fresh(
+            &"udp://127.0.0.1:0".parse().unwrap(),
+            |_| Ok(()),
+            &UnixOptions::new(),
+        )
+        .unwrap();
         let err = adopt(&udp, 3, "http", SocketKind::Tcp)
             .unwrap_err()
             .to_string();
@@ -316,7 +308,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a socket"), "{err}");
-        let tcp = bind_fresh(&"127.0.0.1:0".parse().unwrap(), |_| Ok(())).unwrap();
+        let tcp = bind_fresh(
+            &"127.0.0.1:0".parse().unwrap(),
+            |_| Ok(()),
+            &UnixOptions::new(),
+        )
+        .unwrap();
         adopt(&tcp, 3, "http", SocketKind::Tcp).unwrap();
         assert!(local_address(&tcp, SocketKind::Tcp).unwrap().kind() == SocketKind::Tcp);
     }

@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -190,19 +190,18 @@ fn send_all(fd: &OwnedFd, mut bytes: &[u8]) -> io::Result<()> {
 /// The channel stays open until the child exits: the child takes its closing
 /// as the sign that this (parent) process has exited.
 fn watch(pid: u32, channel: OwnedFd, pidfd: Arc<OwnedFd>, events: UnboundedSender<Event>) {
-    let mut byte = [0u8; 1];
-    loop {
-        match rustix::net::recv(&channel, &mut byte, RecvFlags::empty()) {
-            Ok((1, _)) if byte[0] == protocol::READY => {
-                let _ = events.unbounded_send(Event::ChildReady { pid });
-                break;
-            }
-            Ok((0, _)) => break,
-            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => {
-                tracing::warn!(pid, "handover channel to the successor failed: {e}");
-                break;
-            }
+    match wait_ready(channel.as_fd()) {
+        Readiness::Ready => {
+            let _ = events.unbounded_send(Event::ChildReady { pid });
+        }
+        Readiness::Closed => {}
+        Readiness::Malformed(byte) => tracing::warn!(
+            pid,
+            "successor sent {byte:#04x} instead of the ready byte; \
+             it is not ready (the ready timeout ends it)"
+        ),
+        Readiness::Failed(e) => {
+            tracing::warn!(pid, "handover channel to the successor failed: {e}")
         }
     }
     let status = loop {
@@ -215,6 +214,35 @@ fn watch(pid: u32, channel: OwnedFd, pidfd: Arc<OwnedFd>, events: UnboundedSende
     };
     drop(channel);
     let _ = events.unbounded_send(Event::ChildExited { pid, status });
+}
+
+/// What a successor said on the handover channel.
+#[derive(Debug)]
+pub(crate) enum Readiness {
+    /// It sent the ready byte.
+    Ready,
+    /// End-of-file before anything: it exited or closed the channel.
+    Closed,
+    /// Its first byte was not the ready byte: it does not speak the protocol,
+    /// and nothing more is read from it.
+    Malformed(u8),
+    /// The channel failed.
+    Failed(rustix::io::Errno),
+}
+
+/// Reads the successor's first byte: one `recv` of one byte at a time, so a
+/// successor that floods the channel costs nothing.
+pub(crate) fn wait_ready(channel: BorrowedFd<'_>) -> Readiness {
+    let mut byte = [0u8; 1];
+    loop {
+        return match rustix::net::recv(channel, &mut byte, RecvFlags::empty()) {
+            Ok((0, _)) => Readiness::Closed,
+            Ok(_) if byte[0] == protocol::READY => Readiness::Ready,
+            Ok(_) => Readiness::Malformed(byte[0]),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => Readiness::Failed(e),
+        };
+    }
 }
 
 fn describe(status: &rustix::process::WaitIdStatus) -> String {

@@ -1,7 +1,9 @@
 //! The command line every example server shares: `--listen ADDR`
 //! (repeatable), `--pid-file PATH`, `--ready-timeout SECS`, `--stop-timeout
-//! SECS`, `--kill-timeout SECS`, and for HTTPS servers `--tls-cert PEM
-//! --tls-key PEM`; logging to stderr; and the lines printed after each restart.
+//! SECS`, `--kill-timeout SECS`, `--unix-mode OCTAL`, `--unix-owner
+//! USER|UID`, `--unix-group GROUP|GID` (the socket file of fresh Unix
+//! listeners), and for HTTPS servers `--tls-cert PEM --tls-key PEM`; logging
+//! to stderr; and the lines printed after each restart.
 
 #![allow(dead_code)] // each example uses the part it needs
 
@@ -19,6 +21,7 @@ pub struct Cli {
     pub kill: Option<Duration>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
+    pub unix: handoff::UnixOptions,
 }
 
 impl Cli {
@@ -34,6 +37,7 @@ impl Cli {
             kill: None,
             tls_cert: None,
             tls_key: None,
+            unix: handoff::UnixOptions::new(),
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -50,6 +54,9 @@ impl Cli {
                 "--ready-timeout" => cli.ready = Some(secs(value()?)?),
                 "--stop-timeout" => cli.stop = Some(secs(value()?)?),
                 "--kill-timeout" => cli.kill = Some(secs(value()?)?),
+                "--unix-mode" => cli.unix = cli.unix.mode(parse_mode(&value()?)?),
+                "--unix-owner" => cli.unix = cli.unix.owner(lookup_id(&value()?, "/etc/passwd")?),
+                "--unix-group" => cli.unix = cli.unix.group(lookup_id(&value()?, "/etc/group")?),
                 "--tls-cert" if tls => cli.tls_cert = Some(value()?),
                 "--tls-key" if tls => cli.tls_key = Some(value()?),
                 "-h" | "--help" => return Err(usage(program, tls)),
@@ -76,6 +83,7 @@ impl Cli {
         if let Some(path) = &self.pid_file {
             builder = builder.pid_file(path);
         }
+        builder = builder.unix_options(self.unix);
         if let Some(t) = self.ready {
             builder = builder.ready_timeout(t);
         }
@@ -103,8 +111,33 @@ fn usage(program: &str, tls: bool) -> String {
     };
     format!(
         "usage: {program} [--listen ADDR]... [--pid-file PATH] [--ready-timeout SECS] \
-         [--stop-timeout SECS] [--kill-timeout SECS]{tls}"
+         [--stop-timeout SECS] [--kill-timeout SECS] [--unix-mode OCTAL] \
+         [--unix-owner USER|UID] [--unix-group GROUP|GID]{tls}"
     )
+}
+
+/// `660` or `0o660`: permission bits in octal.
+fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("--unix-mode {text:?}: expected octal permission bits, e.g. 660"))
+}
+
+/// A numeric id, or the id of a name in `/etc/passwd` or `/etc/group`
+/// (`name:password:id:...`).
+fn lookup_id(text: &str, database: &str) -> Result<u32, String> {
+    if let Ok(id) = text.parse() {
+        return Ok(id);
+    }
+    let entries = std::fs::read_to_string(database).map_err(|e| format!("{database}: {e}"))?;
+    entries
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&text))
+        .and_then(|fields| fields.get(2)?.parse().ok())
+        .ok_or_else(|| format!("{text:?} is neither a number nor a name in {database}"))
 }
 
 /// Logs to stderr (`RUST_LOG` filters; default `info`), with colours only on
