@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 
 use super::activity::{Activity, Closing};
-use super::io::{ConnIo, Rewind};
+use super::io::{ConnIo, LingerPolicy, Rewind};
 use super::service::ConnService;
 use super::{BoxError, Config, Draining, HttpBody, HttpRuntime, HttpService, Listener};
 use crate::{DrainGroup, Tracked};
@@ -120,11 +120,13 @@ pub(super) async fn serve<R, L, S, B>(
         // Nothing was received: dropping sends a FIN, never a reset.
         Step::Close | Step::Abort => return,
     }
+    let policy = LingerPolicy::default();
     let io = ConnIo::new(
         stream,
         tracked,
         &group,
         config.linger,
+        policy.clone(),
         config.runtime.clone(),
     );
     #[cfg(feature = "tls")]
@@ -134,14 +136,19 @@ pub(super) async fn serve<R, L, S, B>(
             Step::Go(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
             Step::Close | Step::Abort => return,
         };
-        return http(config, group, tls, service).await;
+        return http(config, group, tls, policy, service).await;
     }
-    http(config, group, io, service).await
+    http(config, group, io, policy, service).await
 }
 
 /// Reads until HTTP/1 and HTTP/2 can be told apart, then runs hyper.
-async fn http<R, I, S, B>(config: Arc<Config<R>>, group: DrainGroup, mut io: I, service: S)
-where
+async fn http<R, I, S, B>(
+    config: Arc<Config<R>>,
+    group: DrainGroup,
+    mut io: I,
+    linger: LingerPolicy,
+    service: S,
+) where
     R: HttpRuntime,
     I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     S: HttpService<B>,
@@ -175,6 +182,7 @@ where
             drive_http1(conn, &activity, &config, &group).await
         }
         Version::H2 => {
+            linger.wait_for_client();
             let service = ConnService::http2(service, draining);
             let conn = config.h2.serve_connection(io, service);
             drive_http2(conn, &group).await

@@ -7,6 +7,8 @@ use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -37,6 +39,30 @@ pub(super) struct ConnIo<T: AsyncRead + AsFd + Unpin + Send + 'static, R: HttpRu
     hammer_write: DrainSignal,
     write_closed: bool,
     linger: Duration,
+    /// Whether the connection may close without lingering once nothing is
+    /// queued on it (see [`LingerPolicy`]).
+    policy: LingerPolicy,
+}
+
+/// Whether a closed connection may skip lingering when nothing is unread and
+/// everything sent was acknowledged. True for HTTP/1, where the server
+/// closes after a response that said so, or a connection idle for the grace.
+/// Not for HTTP/2: after its last GOAWAY the client may still be sending
+/// frames (acknowledgements, the rest of a refused stream) that a close
+/// would answer with a reset; there the connection lingers until the client
+/// closes, at most `linger`.
+#[derive(Debug, Clone, Default)]
+pub(super) struct LingerPolicy(Arc<AtomicBool>);
+
+impl LingerPolicy {
+    /// Lingers until the client closes, whatever is queued.
+    pub(super) fn wait_for_client(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn may_close_when_settled(&self) -> bool {
+        !self.0.load(Ordering::Relaxed)
+    }
 }
 
 impl<T: AsyncRead + AsFd + Unpin + Send + 'static, R: HttpRuntime> ConnIo<T, R> {
@@ -45,6 +71,7 @@ impl<T: AsyncRead + AsFd + Unpin + Send + 'static, R: HttpRuntime> ConnIo<T, R> 
         tracked: Tracked,
         group: &DrainGroup,
         linger: Duration,
+        policy: LingerPolicy,
         runtime: R,
     ) -> Self {
         ConnIo {
@@ -55,6 +82,7 @@ impl<T: AsyncRead + AsFd + Unpin + Send + 'static, R: HttpRuntime> ConnIo<T, R> 
             hammer_write: group.hammer_signal(),
             write_closed: false,
             linger,
+            policy,
         }
     }
 
@@ -143,10 +171,12 @@ impl<T: AsyncRead + AsFd + Unpin + Send + 'static, R: HttpRuntime> Drop for Conn
         if !self.write_closed || self.hammer_read.is_fired() || self.linger.is_zero() {
             return;
         }
-        if self
-            .inner
-            .as_ref()
-            .is_some_and(|io| crate::sys::socket_settled(io.as_fd()))
+        let early = self.policy.may_close_when_settled();
+        if early
+            && self
+                .inner
+                .as_ref()
+                .is_some_and(|io| crate::sys::socket_settled(io.as_fd()))
         {
             // Nothing to read that would turn the close into a reset, nothing
             // sent that the client has not got: close now.
@@ -158,7 +188,7 @@ impl<T: AsyncRead + AsFd + Unpin + Send + 'static, R: HttpRuntime> Drop for Conn
             let deadline = Instant::now() + self.linger;
             let runtime = self.runtime.clone();
             self.runtime
-                .spawn(linger(inner, tracked, hammer, runtime, deadline));
+                .spawn(linger(inner, tracked, hammer, runtime, deadline, early));
         }
     }
 }
@@ -169,13 +199,15 @@ impl<T: AsyncRead + AsFd + Unpin + Send + 'static, R: HttpRuntime> Drop for Conn
 const SETTLE_POLL: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(50));
 
 /// Reads and discards until the client closes, nothing is queued any more
-/// (see [`crate::sys::socket_settled`]), the hammer falls, or `deadline`.
+/// (see [`crate::sys::socket_settled`]; only if `close_when_settled`), the
+/// hammer falls, or `deadline`.
 async fn linger<T: AsyncRead + AsFd + Unpin, R: HttpRuntime>(
     mut io: T,
     tracked: Option<Tracked>,
     mut hammer: DrainSignal,
     runtime: R,
     deadline: Instant,
+    close_when_settled: bool,
 ) {
     let mut sink = [0u8; 512];
     let mut timeout = runtime.sleep_until(deadline);
@@ -189,7 +221,7 @@ async fn linger<T: AsyncRead + AsFd + Unpin, R: HttpRuntime>(
             read = io.read(&mut sink) => if !matches!(read, Ok(n) if n > 0) { break },
             _ = settle => wait = (wait * 2).min(SETTLE_POLL.1),
         }
-        if crate::sys::socket_settled(io.as_fd()) {
+        if close_when_settled && crate::sys::socket_settled(io.as_fd()) {
             break;
         }
     }

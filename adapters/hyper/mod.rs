@@ -40,8 +40,10 @@
 //!   is dropped; handlers learn that draining started through the
 //!   [`Draining`] extension of the request;
 //! - a closed connection reads and discards what the client still sends,
-//!   for at most 1 s, so the kernel never answers it with a reset; it closes
-//!   at once when nothing is unread and everything sent was acknowledged;
+//!   for at most 1 s, so the kernel never answers it with a reset; an HTTP/1
+//!   connection closes at once when nothing is unread and everything sent
+//!   was acknowledged (an HTTP/2 one waits for its client to close, which
+//!   may still be sending frames after the last GOAWAY);
 //! - at the stop timeout whatever remains is dropped (the hammer).
 //!
 //! # Request bodies the handler does not read

@@ -92,9 +92,15 @@ async fn body(flavor: Flavor) {
     // progress is answered with `Connection: close`, which tells the client
     // that the others were not processed (RFC 9112, section 9.6); then a
     // clean end-of-file, never a reset.
-    piped.send_get("/").await.expect("pipeline a second request");
+    piped
+        .send_get("/")
+        .await
+        .expect("pipeline a second request");
     piped.send_get("/").await.expect("pipeline a third request");
-    let first = piped.response().await.expect("the pipelined connection's first response");
+    let first = piped
+        .response()
+        .await
+        .expect("the pipelined connection's first response");
     assert_eq!(first.status, 200, "{first:?}");
     assert_eq!(http_common::pid_in(&first.body), Some(old), "{first:?}");
     assert_eq!(

@@ -71,7 +71,10 @@ async fn body(flavor: Flavor) {
         .write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\nonly this")
         .await
         .expect("send");
-    let reply = conn.response().await.expect("a response to a truncated body");
+    let reply = conn
+        .response()
+        .await
+        .expect("a response to a truncated body");
     assert_eq!(reply.status, 200, "[{}] {reply:?}", flavor.name);
     assert_eq!(
         reply.header("connection"),
@@ -79,9 +82,9 @@ async fn body(flavor: Flavor) {
         "[{}] a response to a body that never arrives must say Connection: close: {reply:?}",
         flavor.name
     );
-    conn.wait_closed(T10).await.unwrap_or_else(|e| {
-        panic!("[{}] after a truncated body: {e}", flavor.name)
-    });
+    conn.wait_closed(T10)
+        .await
+        .unwrap_or_else(|e| panic!("[{}] after a truncated body: {e}", flavor.name));
 
     let pid = blocking(|| server.wait_pid_file(T30));
     super::terminate(&server, pid);
