@@ -5,7 +5,7 @@
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
@@ -179,13 +179,13 @@ async fn http<R, I, S, B>(
             let activity = Activity::new(Instant::now());
             let service = ConnService::http1(service, draining, activity.clone());
             let conn = config.h1.serve_connection(io, service).with_upgrades();
-            drive_http1(conn, &activity, &config, &group).await
+            drive(conn, &group, http1_closing(activity, &config)).await
         }
         Version::H2 => {
             linger.wait_for_client();
             let service = ConnService::http2(service, draining);
             let conn = config.h2.serve_connection(io, service);
-            drive_http2(conn, &group).await
+            drive(conn, &group, |_| Poll::Ready(())).await
         }
     };
     match outcome {
@@ -195,69 +195,50 @@ async fn http<R, I, S, B>(
     }
 }
 
-/// Polls an HTTP/1 connection to its end. Once draining starts, it closes as
-/// [`Activity`] says: at once if it has been idle for the grace, after the
-/// response if a request is in progress (the response says `Connection:
-/// close`, see [`ConnService`]), otherwise at its last activity + grace
-/// unless a request comes first. Closing an idle connection is hyper's
-/// graceful shutdown. The connection is polled before each decision, so
-/// bytes the client already sent are read and served. When the hammer falls
-/// the connection is dropped, whatever it was doing.
-async fn drive_http1<C, R>(
-    conn: C,
-    activity: &Activity,
+/// When draining may close an HTTP/1 connection: as [`Activity`] says, at
+/// once if it has been idle for the grace; after the response if a request
+/// is in progress (the response says `Connection: close`, see
+/// [`ConnService`], and hyper closes after it); otherwise at its last
+/// activity + grace unless a request comes first.
+fn http1_closing<R: HttpRuntime>(
+    activity: Arc<Activity>,
     config: &Config<R>,
-    group: &DrainGroup,
-) -> Option<C::Output>
-where
-    C: Future + GracefulShutdown,
-    R: HttpRuntime,
-{
-    let mut conn = pin!(conn);
-    let mut drained = group.signal();
-    let mut hammer = group.hammer_signal();
-    let mut shutting_down = false;
+) -> impl FnMut(&mut Context<'_>) -> Poll<()> + use<R> {
+    let grace = config.grace;
+    let runtime = config.runtime.clone();
     let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
-    poll_fn(move |cx| {
-        if Pin::new(&mut hammer).poll(cx).is_ready() {
-            return Poll::Ready(None);
-        }
+    move |cx| {
         loop {
-            if let Poll::Ready(out) = conn.as_mut().poll(cx) {
-                return Poll::Ready(Some(out));
-            }
-            if shutting_down || Pin::new(&mut drained).poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            match activity.closing(Instant::now(), config.grace) {
-                Closing::Now => {
-                    conn.as_mut().graceful_shutdown();
-                    shutting_down = true;
-                }
+            match activity.closing(Instant::now(), grace) {
+                Closing::Now => return Poll::Ready(()),
                 Closing::AfterResponse => return Poll::Pending,
                 Closing::At(at) => {
                     if timer.as_ref().is_none_or(|(when, _)| *when != at) {
-                        timer = Some((at, config.runtime.sleep_until(at)));
+                        timer = Some((at, runtime.sleep_until(at)));
                     }
                     let (_, sleep) = timer.as_mut().expect("just set");
-                    if sleep.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
+                    std::task::ready!(sleep.as_mut().poll(cx));
                     timer = None;
                 }
             }
         }
-    })
-    .await
+    }
 }
 
-/// Polls an HTTP/2 connection to its end. Once draining starts it is shut
-/// down gracefully: GOAWAY with the highest stream id, a PING, and once the
-/// PING is answered GOAWAY with the last stream id the server took (h2's
-/// two-step shutdown, RFC 9113 section 6.8), so no stream the client sent
-/// before it saw the first GOAWAY is refused. When the hammer falls the
-/// connection is dropped.
-async fn drive_http2<C>(conn: C, group: &DrainGroup) -> Option<C::Output>
+/// Polls a hyper connection to its end. Once draining starts, and
+/// `closing` says it is time, the connection is shut down gracefully: an
+/// idle HTTP/1 connection closes at once; HTTP/2 sends GOAWAY with the
+/// highest stream id, a PING, and once the PING is answered GOAWAY with the
+/// last stream id the server took (h2's two-step shutdown, RFC 9113 section
+/// 6.8), so no stream the client sent before it saw the first GOAWAY is
+/// refused. The connection is polled before each decision, so bytes the
+/// client already sent are read and served. When the hammer falls the
+/// connection is dropped, whatever it was doing.
+async fn drive<C>(
+    conn: C,
+    group: &DrainGroup,
+    mut closing: impl FnMut(&mut Context<'_>) -> Poll<()>,
+) -> Option<C::Output>
 where
     C: Future + GracefulShutdown,
 {
@@ -276,6 +257,7 @@ where
             if shutting_down || Pin::new(&mut drained).poll(cx).is_pending() {
                 return Poll::Pending;
             }
+            std::task::ready!(closing(cx));
             conn.as_mut().graceful_shutdown();
             shutting_down = true;
         }
