@@ -177,13 +177,13 @@ async fn http<R, I, S, B>(
         Version::H1 => {
             // The first request is under way: the connection was active now.
             let activity = Activity::new(Instant::now());
-            let service = ConnService::http1(service, draining, activity.clone());
+            let service = ConnService::http1(service, draining, activity.clone(), linger);
             let conn = config.h1.serve_connection(io, service).with_upgrades();
             drive(conn, &group, http1_closing(activity, &config)).await
         }
         Version::H2 => {
             linger.wait_for_client();
-            let service = ConnService::http2(service, draining);
+            let service = ConnService::http2(service, draining, linger);
             let conn = config.h2.serve_connection(io, service);
             drive(conn, &group, |_| Poll::Ready(())).await
         }

@@ -45,12 +45,15 @@ pub(super) struct ConnIo<T: AsyncRead + AsFd + Unpin + Send + 'static, R: HttpRu
 }
 
 /// Whether a closed connection may skip lingering when nothing is unread and
-/// everything sent was acknowledged. True for HTTP/1, where the server
-/// closes after a response that said so, or a connection idle for the grace.
-/// Not for HTTP/2: after its last GOAWAY the client may still be sending
-/// frames (acknowledgements, the rest of a refused stream) that a close
-/// would answer with a reset; there the connection lingers until the client
-/// closes, at most `linger`.
+/// everything sent was acknowledged. Yes for an HTTP/1 connection that never
+/// carried a request body: the server closes it after a response that said
+/// so, or once it has been idle for the grace, and the client has nothing
+/// more to send. Not after a request with a body (the client may still be
+/// sending the part the handler left unread: between two segments the
+/// unread count is 0), nor for HTTP/2 (after its last GOAWAY the client may
+/// still send acknowledgements, or the rest of a refused stream). A close
+/// then would be answered with a reset, so the connection lingers until the
+/// client closes, at most `linger`.
 #[derive(Debug, Clone, Default)]
 pub(super) struct LingerPolicy(Arc<AtomicBool>);
 

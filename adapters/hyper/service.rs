@@ -21,6 +21,7 @@ use hyper::service::Service;
 use hyper::{Method, Request, Response, StatusCode, Version};
 
 use super::activity::{Activity, Busy};
+use super::io::LingerPolicy;
 use super::{BoxError, Draining};
 
 /// Wraps the application's service for one connection.
@@ -30,25 +31,34 @@ pub(super) struct ConnService<S> {
     draining: Draining,
     /// `Some` on HTTP/1 connections.
     activity: Option<Arc<Activity>>,
+    /// How the connection lingers once closed.
+    linger: LingerPolicy,
 }
 
 impl<S> ConnService<S> {
     /// For an HTTP/1 connection: responses follow the connection's rules.
-    pub(super) fn http1(inner: S, draining: Draining, activity: Arc<Activity>) -> Self {
+    pub(super) fn http1(
+        inner: S,
+        draining: Draining,
+        activity: Arc<Activity>,
+        linger: LingerPolicy,
+    ) -> Self {
         ConnService {
             inner,
             draining,
             activity: Some(activity),
+            linger,
         }
     }
 
     /// For an HTTP/2 connection, drained with GOAWAY: requests only get the
     /// [`Draining`] extension.
-    pub(super) fn http2(inner: S, draining: Draining) -> Self {
+    pub(super) fn http2(inner: S, draining: Draining, linger: LingerPolicy) -> Self {
         ConnService {
             inner,
             draining,
             activity: None,
+            linger,
         }
     }
 }
@@ -79,13 +89,20 @@ where
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         request.extensions_mut().insert(self.draining.clone());
         let http1 = self.activity.is_some() && request.version() <= Version::HTTP_11;
+        let body = has_body(&request);
+        if http1 && body {
+            // If the connection closes with this body unread, the client may
+            // still be sending it: closing must wait for the client, whatever
+            // the socket's queues say between two segments.
+            self.linger.wait_for_client();
+        }
         let rules = self
             .activity
             .as_ref()
             .filter(|_| http1)
             .map(|activity| Rules {
                 busy: activity.begin(),
-                yield_before_head: has_body(&request),
+                yield_before_head: body,
                 upgrade: wants_upgrade(&request),
                 draining: self.draining.clone(),
             });

@@ -6,7 +6,9 @@
 //! open. 300 KiB is above what the server drains, so every such response
 //! says `Connection: close`. `POST /echo` round trips the same sizes. A
 //! request whose announced body never arrives gets a response that says
-//! `Connection: close`, then a clean end-of-file.
+//! `Connection: close`, then a clean end-of-file. 8 MiB bodies the handler
+//! ignores: the client finishes sending and reads its response, never a
+//! reset under it.
 
 use std::time::Duration;
 
@@ -19,6 +21,8 @@ use crate::http_common::external::{self, PythonCounts};
 
 /// Above what any adapter drains of an unread body (256 KiB).
 const ABOVE_BOUND: usize = 300 * 1024;
+/// A body that takes the client a while to send.
+const BIG: usize = 8 << 20;
 
 pub fn run(flavor: Flavor) {
     super::run(flavor, "unread request bodies", body);
@@ -85,6 +89,35 @@ async fn body(flavor: Flavor) {
     conn.wait_closed(T10)
         .await
         .unwrap_or_else(|e| panic!("[{}] after a truncated body: {e}", flavor.name));
+
+    // A body far larger than the drain: the response says Connection: close
+    // while the client is still sending; the server must let it finish
+    // sending (lingering) rather than reset the connection under it.
+    let big = BIG.to_string();
+    let args = [
+        "--path",
+        "/",
+        "--sizes",
+        &big,
+        "--requests",
+        "10",
+        "--threads",
+        "2",
+    ];
+    let counts = blocking(|| {
+        PythonCounts::parse(&external::python(addr, 60, &args).finish(Duration::from_secs(90)))
+    });
+    println!(
+        "[{}] POST / {BIG} B (body ignored): {}",
+        flavor.name, counts.line
+    );
+    assert_eq!(
+        (counts.sent, counts.failed),
+        (20, 0),
+        "[{}] {BIG}-byte bodies: {}",
+        flavor.name,
+        counts.line
+    );
 
     let pid = blocking(|| server.wait_pid_file(T30));
     super::terminate(&server, pid);
