@@ -9,9 +9,10 @@
 //!                                                     # ... the slow one finishes with the old pid
 //! ```
 //!
-//! `GET /` answers `hello from pid=PID`; `GET /sleep?duration=D` (D like
-//! `500ms`, `2s`, `1m`) prints `sleeping D in pid PID`, waits D, then answers
-//! `slept D, pid=PID`; `GET /stream` streams `streaming in pid PID`, then a
+//! `/` answers `hello from pid=PID` (whatever the method, the body unread); `GET /sleep?duration=D` (D like
+//! `500ms`, `2s`, `1m`; `/sleep/` too) prints `sleeping D in pid PID`, waits
+//! D, then answers `slept D, pid=PID`; `POST /echo` answers with the request
+//! body (up to 16 MiB); `GET /stream` streams `streaming in pid PID`, then a
 //! `tick` line every 100 ms until draining starts, then `draining pid=PID`
 //! and ends. SIGHUP or SIGUSR2 restarts, SIGTERM or SIGINT shuts down
 //! gracefully.
@@ -38,6 +39,8 @@ const DEFAULT_LISTEN: [&str; 3] = ["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.
 const TICK: Duration = Duration::from_millis(100);
 /// Ten minutes of ticks.
 const MAX_TICKS: u32 = 6000;
+/// The largest body `POST /echo` sends back.
+const ECHO_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Raises the soft limit on open files to the hard limit: a server holds a
 /// descriptor per connection (two with handoff's connection tracking).
@@ -77,9 +80,15 @@ async fn serve(mut handoff: Handoff, addresses: &[String]) -> Result<(), handoff
     let server = Server::new();
     let mut http = HttpServer::new(server.app(|| {
         App::new()
-            .route("/", web::get().to(root))
-            .route("/sleep", web::get().to(sleep))
-            .route("/stream", web::get().to(stream))
+            .route("/", web::to(root))
+            .service(get_only("/sleep").route(web::get().to(sleep)))
+            .service(get_only("/sleep/").route(web::get().to(sleep)))
+            .service(get_only("/stream").route(web::get().to(stream)))
+            .service(
+                web::resource("/echo")
+                    .app_data(web::PayloadConfig::new(ECHO_LIMIT))
+                    .route(web::post().to(echo)),
+            )
             .default_service(web::to(|| async {
                 HttpResponse::NotFound().body("not found\n")
             }))
@@ -99,8 +108,24 @@ async fn serve(mut handoff: Handoff, addresses: &[String]) -> Result<(), handoff
     Ok(())
 }
 
+/// A GET-only resource (the caller adds its GET route): other methods are
+/// answered 405 Method Not Allowed.
+fn get_only(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async {
+        HttpResponse::MethodNotAllowed()
+            .insert_header(("allow", "GET"))
+            .body("method not allowed\n")
+    }))
+}
+
 async fn root() -> String {
     format!("hello from pid={}\n", std::process::id())
+}
+
+async fn echo(body: Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(body)
 }
 
 async fn sleep(request: HttpRequest) -> HttpResponse {

@@ -180,3 +180,24 @@ pub(crate) fn with_borrowed_fd<R>(
     rustix::io::fcntl_getfd(fd)?;
     Ok(f(fd))
 }
+
+/// How many bytes written to the socket `fd` its peer has not acknowledged
+/// yet (`SIOCOUTQ`, which counts a sent FIN too); `None` where the platform
+/// cannot tell.
+#[cfg_attr(not(feature = "actix"), allow(dead_code))]
+pub(crate) fn unacknowledged(fd: BorrowedFd<'_>) -> Option<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::AsRawFd;
+        let mut queued: libc::c_int = 0;
+        // SAFETY: `fd` is a borrowed, open descriptor; TIOCOUTQ (SIOCOUTQ on a
+        // socket) writes one c_int through the pointer, which points to one.
+        let result = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+        (result == 0).then(|| usize::try_from(queued).unwrap_or(0))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = fd;
+        None
+    }
+}

@@ -29,7 +29,6 @@ use crate::{DrainGroup, Drainable};
 const SETTLE: Duration = Duration::from_millis(100);
 
 /// The state a [`Server`](super::Server) and its clones share.
-#[derive(Default)]
 pub(super) struct Shared {
     pub(super) group: DrainGroup,
     pub(super) connections: Arc<Connections>,
@@ -52,6 +51,21 @@ impl std::fmt::Debug for Shared {
             .field("started", &lock(&self.handle).is_some())
             .field("finished", &self.finished.is_set())
             .finish_non_exhaustive()
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        let group = DrainGroup::default();
+        Shared {
+            connections: Arc::new(Connections::new(group.clone())),
+            group,
+            app_built: AtomicBool::default(),
+            listeners: AtomicUsize::default(),
+            handle: Mutex::default(),
+            pausing: Mutex::default(),
+            finished: Finished::default(),
+        }
     }
 }
 

@@ -53,6 +53,7 @@ mod body;
 mod connections;
 mod drain;
 mod draining;
+mod request_body;
 mod server;
 mod service;
 
