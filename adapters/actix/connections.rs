@@ -47,6 +47,9 @@ pub(super) struct Connections {
     open: Mutex<HashMap<u64, Arc<Conn>>>,
     /// Notified when a connection opens, closes, or finishes a request.
     changed: Event,
+    /// Counts connections opening and requests finishing: the events after
+    /// which a connection may become due to close.
+    idled: AtomicU64,
 }
 
 /// One connection.
@@ -73,6 +76,7 @@ impl Connections {
             next_id: AtomicU64::new(0),
             open: Mutex::default(),
             changed: Event::new(),
+            idled: AtomicU64::new(0),
         }
     }
 
@@ -95,6 +99,7 @@ impl Connections {
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(id, conn.clone());
+        self.idled.fetch_add(1, Ordering::SeqCst);
         self.changed.notify(usize::MAX);
         ConnGuard {
             id,
@@ -106,6 +111,13 @@ impl Connections {
     /// How many connections are open.
     pub(super) fn len(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Changes when a connection opens or finishes a request: when it
+    /// has not, [`close_idle`](Self::close_idle) need not run again before
+    /// the time it last returned.
+    pub(super) fn idled(&self) -> u64 {
+        self.idled.load(Ordering::SeqCst)
     }
 
     /// Starts listening for the next change; check the state after this.
@@ -167,9 +179,13 @@ impl Conn {
     }
 }
 
-/// The socket actix hands to `on_connect` (a TCP stream: the only kind
-/// [`Server`](super::Server) listens on).
+/// The socket under what actix hands to `on_connect`: a TCP stream, or a
+/// TLS stream over one (the only kinds [`Server`](super::Server) listens on).
 fn socket_of(io: &dyn Any) -> Option<BorrowedFd<'_>> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = io.downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<TcpStream>>() {
+        return Some(tls.get_ref().0.as_fd());
+    }
     io.downcast_ref::<TcpStream>().map(TcpStream::as_fd)
 }
 
@@ -197,6 +213,11 @@ impl Drop for ConnGuard {
     /// actix let the connection go: it closes now, or lingers first.
     fn drop(&mut self) {
         let fd = lock(&self.conn.fd).take();
+        if let Some(fd) = &fd {
+            // actix is done with the connection; its close sent the FIN
+            // already, or dropping it without one (an error) would have.
+            let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Write);
+        }
         let hammer = self.connections.group.hammer_signal();
         let runtime = tokio::runtime::Handle::try_current();
         match (fd, runtime) {
@@ -217,20 +238,25 @@ impl Drop for ConnGuard {
 /// the client sent are unread, or bytes sent to it are not acknowledged.
 fn must_linger(fd: &OwnedFd) -> bool {
     let unread = rustix::io::ioctl_fionread(fd).unwrap_or(1);
-    unread > 0 || crate::sys::unacknowledged(fd.as_fd()) != Some(0)
+    unread > 0 || !all_acknowledged(fd.as_fd())
 }
 
-/// Lingers on a connection actix has let go: shuts its write side (the
-/// client reads end-of-file after the response), then reads and discards
+/// Whether the client acknowledged every byte sent on a socket whose write
+/// side is shut: all but the FIN, which comes after them (an unacknowledged
+/// FIN is the kernel's to resend; the client's delayed acknowledgement of it
+/// is not worth waiting for).
+fn all_acknowledged(fd: BorrowedFd<'_>) -> bool {
+    crate::sys::unacknowledged(fd).is_some_and(|n| n <= 1)
+}
+
+/// Lingers on a connection actix has let go, its write side shut (the
+/// client reads end-of-file after the response): reads and discards
 /// until the client closes, the hammer falls, or [`LINGER`] passes. A client
 /// that was not sending anything is not waited for: the connection closes
 /// as soon as nothing is unread and everything sent was acknowledged.
 async fn linger(fd: OwnedFd, mut hammer: DrainSignal) {
     let deadline = tokio::time::Instant::now() + LINGER;
     let sending = rustix::io::ioctl_fionread(&fd).unwrap_or(1) > 0;
-    if let Err(e) = rustix::net::shutdown(&fd, rustix::net::Shutdown::Write) {
-        tracing::debug!("cannot shut a lingering connection's write side: {e}");
-    }
     let Ok(stream) = tokio::net::TcpStream::from_std(std::net::TcpStream::from(fd)) else {
         return;
     };
@@ -246,7 +272,7 @@ async fn linger(fd: OwnedFd, mut hammer: DrainSignal) {
                 Err(_) => return,
             }
         }
-        if !sending && crate::sys::unacknowledged(stream.as_fd()) == Some(0) {
+        if !sending && all_acknowledged(stream.as_fd()) {
             return;
         }
         let next = tokio::time::Instant::now() + recheck;
@@ -284,6 +310,7 @@ impl Drop for Busy {
             .idle_at
             .store(u64::try_from(idle).unwrap_or(u64::MAX), Ordering::SeqCst);
         self.conn.busy.fetch_sub(1, Ordering::SeqCst);
+        self.connections.idled.fetch_add(1, Ordering::SeqCst);
         self.connections.changed.notify(usize::MAX);
     }
 }

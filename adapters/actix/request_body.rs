@@ -79,8 +79,9 @@ impl Stream for AppBody {
 impl RequestBody {
     /// Takes the body of an HTTP/1.1 request that has one and gives the app
     /// a stream reading through it. `None` for requests the adapter leaves
-    /// alone: no body, HTTP/2 (a stream's unread body never costs the
-    /// connection), upgrades and `CONNECT` (the body is the tunnel).
+    /// alone: no body; HTTP/2 (an unread body costs the stream, which the
+    /// server resets with `NO_ERROR` after its complete response, not the
+    /// connection); upgrades and `CONNECT` (the body is the tunnel).
     pub(super) fn take(request: &mut Request) -> Option<RequestBody> {
         if !matches!(request.payload(), Payload::H1 { .. })
             || request.head().upgrade()
