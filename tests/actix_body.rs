@@ -2,7 +2,8 @@
 //! actix example, for a client that never retries (Python's `http.client`):
 //! up to 256 KiB of it is discarded after the response and the connection
 //! kept; above that, or when the rest does not come in time, the response
-//! says `Connection: close` and the connection closes cleanly after it.
+//! says `Connection: close` and the connection closes cleanly after it,
+//! even while the client is still sending the body.
 //! `POST /echo` sends bodies back byte for byte. A request whose body never
 //! comes does not hold the old generation when it drains.
 
@@ -130,6 +131,8 @@ fn unread_bodies_keep_the_connection_up_to_the_bound() {
             (5 * 1024, 200, false),
             (5 * 1024, 50, true),
             (300 * 1024, 20, false),
+            // Still being sent when the connection closes.
+            (8 << 20, 5, false),
         ] {
             let run = python(addr, path, size, count, chunked);
             report.push(format!(

@@ -66,6 +66,10 @@ pub(super) struct Conn {
     idle_at: AtomicU64,
     /// Set once draining has shut its read side.
     closed: AtomicBool,
+    /// Set when a response went out with its request's body not read to
+    /// the end: the client may still be sending it when the connection
+    /// closes.
+    body_unread: AtomicBool,
 }
 
 impl Connections {
@@ -96,6 +100,7 @@ impl Connections {
             busy: AtomicUsize::new(0),
             idle_at: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            body_unread: AtomicBool::new(false),
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(id, conn.clone());
@@ -221,11 +226,13 @@ impl Drop for ConnGuard {
         let hammer = self.connections.group.hammer_signal();
         let runtime = tokio::runtime::Handle::try_current();
         match (fd, runtime) {
-            (Some(fd), Ok(runtime)) if !hammer.is_fired() && must_linger(&fd) => {
+            (Some(fd), Ok(runtime)) if !hammer.is_fired() && self.conn.must_linger(&fd) => {
                 self.conn.closed.store(true, Ordering::SeqCst);
                 let (id, connections) = (self.id, self.connections.clone());
+                let sending = self.conn.body_unread.load(Ordering::SeqCst)
+                    || rustix::io::ioctl_fionread(&fd).unwrap_or(1) > 0;
                 runtime.spawn(async move {
-                    linger(fd, hammer).await;
+                    linger(fd, sending, hammer).await;
                     connections.remove(id);
                 });
             }
@@ -234,11 +241,15 @@ impl Drop for ConnGuard {
     }
 }
 
-/// Whether closing the socket now could make the kernel reset it: bytes
-/// the client sent are unread, or bytes sent to it are not acknowledged.
-fn must_linger(fd: &OwnedFd) -> bool {
-    let unread = rustix::io::ioctl_fionread(fd).unwrap_or(1);
-    unread > 0 || !all_acknowledged(fd.as_fd())
+impl Conn {
+    /// Whether closing the socket now could make the kernel reset it: the
+    /// client may still be sending a request body, bytes it sent are
+    /// unread, or bytes sent to it are not acknowledged.
+    fn must_linger(&self, fd: &OwnedFd) -> bool {
+        self.body_unread.load(Ordering::SeqCst)
+            || rustix::io::ioctl_fionread(fd).unwrap_or(1) > 0
+            || !all_acknowledged(fd.as_fd())
+    }
 }
 
 /// Whether the client acknowledged every byte sent on a socket whose write
@@ -252,11 +263,11 @@ fn all_acknowledged(fd: BorrowedFd<'_>) -> bool {
 /// Lingers on a connection actix has let go, its write side shut (the
 /// client reads end-of-file after the response): reads and discards
 /// until the client closes, the hammer falls, or [`LINGER`] passes. A client
-/// that was not sending anything is not waited for: the connection closes
-/// as soon as nothing is unread and everything sent was acknowledged.
-async fn linger(fd: OwnedFd, mut hammer: DrainSignal) {
+/// that was not `sending` anything (a request body, or bytes still unread)
+/// is not waited for: the connection closes as soon as nothing is unread
+/// and everything sent was acknowledged.
+async fn linger(fd: OwnedFd, sending: bool, mut hammer: DrainSignal) {
     let deadline = tokio::time::Instant::now() + LINGER;
-    let sending = rustix::io::ioctl_fionread(&fd).unwrap_or(1) > 0;
     let Ok(stream) = tokio::net::TcpStream::from_std(std::net::TcpStream::from(fd)) else {
         return;
     };
@@ -301,6 +312,15 @@ async fn linger(fd: OwnedFd, mut hammer: DrainSignal) {
 pub(super) struct Busy {
     conn: Arc<Conn>,
     connections: Arc<Connections>,
+}
+
+impl Busy {
+    /// Its response goes out with the request body not read to the end (and
+    /// says `Connection: close`): when the connection closes, the client may
+    /// still be sending the body, so it lingers.
+    pub(super) fn body_unread(&self) {
+        self.conn.body_unread.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Drop for Busy {

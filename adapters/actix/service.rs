@@ -143,6 +143,9 @@ where
                 Some(body) => body.discard(&group).await,
                 None => true,
             };
+            if let (false, Some(busy)) = (keep, &busy) {
+                busy.body_unread();
+            }
             Ok(response.map_body(|head, body| {
                 // Decided when the app has answered: a request that was in
                 // flight when draining started closes its connection too.
