@@ -63,7 +63,7 @@
 //!   opens as it is closed is lost, and a client that keeps a stream in
 //!   flight at all times holds the connection until the hammer. HTTP/2
 //!   clients that must never lose a request should use
-//!   [`handoff::hyper`](crate::hyper), which sends GOAWAY.
+//!   `handoff::hyper`, which sends GOAWAY.
 //! - With [h2c](Server::h2c), actix waits (with no timeout) for a
 //!   connection's first bytes to tell HTTP/2 from HTTP/1.1 before the
 //!   connection is visible to handoff; with TLS, for the handshake. Such
