@@ -9,16 +9,26 @@
 //!                                                     # ... the slow one finishes with the old pid
 //! ```
 //!
-//! `GET /` answers `hello from pid=PID`; `GET /sleep?duration=D` (D like
-//! `500ms`, `2s`, `1m`) prints `sleeping D in pid PID`, waits D, then answers
-//! `slept D, pid=PID`; `GET /stream` streams `streaming in pid PID`, then a
+//! `/` answers `hello from pid=PID` (whatever the method; the body is left
+//! unread); `GET /sleep?duration=D` (D like `500ms`, `2s`, `1m`; `/sleep/`
+//! too) prints `sleeping D in pid PID`, waits D, then answers `slept D,
+//! pid=PID`; `POST /echo` answers with the request body (up to 16 MiB);
+//! `GET /stream` streams `streaming in pid PID`, then a
 //! `tick` line every 100 ms until draining starts, then `draining pid=PID`
 //! and ends. SIGHUP or SIGUSR2 restarts, SIGTERM or SIGINT shuts down
 //! gracefully.
 //!
+//! Each listener serves HTTP/1.1, and HTTP/2 with prior knowledge too (`curl
+//! --http2-prior-knowledge`) when `ACTIX_H2C=1` is in the environment (see
+//! `handoff::actix::Server::h2c` for why it is not the default); with
+//! `--tls-cert PEM --tls-key PEM` (built with the `tls` feature) HTTPS
+//! instead, HTTP/2 or HTTP/1.1 by ALPN, the files read again by each
+//! generation.
+//!
 //! Flags: `--listen ADDR` (repeatable; default 127.0.0.1:8080, :8081, :8082;
 //! TCP only), `--pid-file PATH`, `--ready-timeout SECS`,
-//! `--stop-timeout SECS`, `--kill-timeout SECS`.
+//! `--stop-timeout SECS`, `--kill-timeout SECS`, `--tls-cert PEM --tls-key
+//! PEM`.
 
 use std::convert::Infallible;
 use std::process::ExitCode;
@@ -38,6 +48,8 @@ const DEFAULT_LISTEN: [&str; 3] = ["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.
 const TICK: Duration = Duration::from_millis(100);
 /// Ten minutes of ticks.
 const MAX_TICKS: u32 = 6000;
+/// The largest body `POST /echo` sends back.
+const ECHO_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Raises the soft limit on open files to the hard limit: a server holds a
 /// descriptor per connection (two with handoff's connection tracking).
@@ -54,7 +66,7 @@ fn raise_fd_limit() {
 
 fn main() -> ExitCode {
     cli::init_logging();
-    let cli = match cli::Cli::parse("actix", &DEFAULT_LISTEN, false) {
+    let cli = match cli::Cli::parse("actix", &DEFAULT_LISTEN, cfg!(feature = "tls")) {
         Ok(cli) => cli,
         Err(e) => {
             eprintln!("actix: {e}");
@@ -67,31 +79,48 @@ fn main() -> ExitCode {
         Ok(h) => h,
         Err(e) => return cli.fail(e),
     };
-    match actix_web::rt::System::new().block_on(serve(handoff, &cli.listen)) {
+    match actix_web::rt::System::new().block_on(serve(handoff, &cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => cli.fail(e),
     }
 }
 
-async fn serve(mut handoff: Handoff, addresses: &[String]) -> Result<(), handoff::Error> {
-    let server = Server::new();
+async fn serve(mut handoff: Handoff, cli: &cli::Cli) -> Result<(), handoff::Error> {
+    let (server, scheme) = match (&cli.tls_cert, &cli.tls_key) {
+        // Read by every generation: a restart serves the files on disk then.
+        #[cfg(feature = "tls")]
+        (Some(cert), Some(key)) => (
+            Server::new().tls(handoff::tls::server_config(cert, key)?),
+            "https",
+        ),
+        _ => (Server::new(), "http"),
+    };
+    // HTTP/2 with prior knowledge next to HTTP/1.1 (see Server::h2c for
+    // what actix costs it: connections that have sent nothing are not seen).
+    let server = server.h2c(std::env::var_os("ACTIX_H2C").is_some_and(|v| v == "1"));
     let mut http = HttpServer::new(server.app(|| {
         App::new()
-            .route("/", web::get().to(root))
-            .route("/sleep", web::get().to(sleep))
-            .route("/stream", web::get().to(stream))
+            .route("/", web::to(root))
+            .service(get_only("/sleep").route(web::get().to(sleep)))
+            .service(get_only("/sleep/").route(web::get().to(sleep)))
+            .service(get_only("/stream").route(web::get().to(stream)))
+            .service(
+                web::resource("/echo")
+                    .app_data(web::PayloadConfig::new(ECHO_LIMIT))
+                    .route(web::post().to(echo)),
+            )
             .default_service(web::to(|| async {
                 HttpResponse::NotFound().body("not found\n")
             }))
     }))
     .workers(2);
     let pid = std::process::id();
-    for (i, address) in addresses.iter().enumerate() {
+    for (i, address) in cli.listen.iter().enumerate() {
         let (next, bound) = server.listen(&mut handoff, http, &format!("http{i}"), address)?;
         http = next;
         match bound {
-            Address::Tcp(addr) => println!("serving http://{addr} with pid {pid}"),
-            other => println!("serving http+{other} with pid {pid}"),
+            Address::Tcp(addr) => println!("serving {scheme}://{addr} with pid {pid}"),
+            other => println!("serving {scheme}+{other} with pid {pid}"),
         }
     }
     server.start(&handoff, http)?;
@@ -99,8 +128,24 @@ async fn serve(mut handoff: Handoff, addresses: &[String]) -> Result<(), handoff
     Ok(())
 }
 
+/// A GET-only resource (the caller adds its GET route): other methods are
+/// answered 405 Method Not Allowed.
+fn get_only(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async {
+        HttpResponse::MethodNotAllowed()
+            .insert_header(("allow", "GET"))
+            .body("method not allowed\n")
+    }))
+}
+
 async fn root() -> String {
     format!("hello from pid={}\n", std::process::id())
+}
+
+async fn echo(body: Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(body)
 }
 
 async fn sleep(request: HttpRequest) -> HttpResponse {

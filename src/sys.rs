@@ -182,21 +182,36 @@ pub(crate) fn with_borrowed_fd<R>(
     Ok(f(fd))
 }
 
+/// How many bytes written to the socket `fd` its peer has not acknowledged
+/// yet (`SIOCOUTQ`, which counts a sent FIN too; for a Unix socket, what the
+/// peer has not read); `None` where the platform cannot tell.
+#[cfg_attr(not(any(feature = "hyper", feature = "actix")), allow(dead_code))]
+pub(crate) fn unacknowledged(fd: BorrowedFd<'_>) -> Option<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::fd::AsRawFd;
+        let mut queued: libc::c_int = 0;
+        // SAFETY: `fd` is a borrowed, open descriptor; TIOCOUTQ (SIOCOUTQ on a
+        // socket) writes one c_int through the pointer, which points to one.
+        let result = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+        (result == 0).then(|| usize::try_from(queued).unwrap_or(0))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = fd;
+        None
+    }
+}
+
 /// Whether a connected socket can be closed without the kernel answering
 /// its peer with a reset or throwing away data the peer has not received:
 /// nothing received is left unread (`SIOCINQ`), and everything written has
-/// been acknowledged by a TCP peer, or read by a Unix one (`SIOCOUTQ`).
+/// been acknowledged (see [`unacknowledged`]).
 ///
-/// An error (not a socket, say) answers `false`: the caller then lingers as
-/// if data were pending.
+/// When either cannot be told, the answer is `false`: the caller then
+/// lingers as if data were pending.
 #[cfg_attr(not(feature = "hyper"), allow(dead_code))]
 pub(crate) fn socket_settled(fd: BorrowedFd<'_>) -> bool {
-    use std::os::fd::AsRawFd;
     let unread = rustix::io::ioctl_fionread(fd).unwrap_or(1);
-    let mut unsent: libc::c_int = 0;
-    // SAFETY: TIOCOUTQ (SIOCOUTQ on sockets) writes one c_int through the
-    // pointer, which points at `unsent`, alive for the call; `fd` is
-    // borrowed, so it is open for the call.
-    let result = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut unsent) };
-    unread == 0 && result == 0 && unsent == 0
+    unread == 0 && unacknowledged(fd) == Some(0)
 }

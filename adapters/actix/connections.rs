@@ -10,6 +10,17 @@
 //! reads end-of-file, serves what it already received, and closes cleanly.
 //! The duplicate is close-on-exec and closed with the connection, so a
 //! descriptor number is never acted on after actix has let it go.
+//!
+//! The duplicate also keeps the socket open once actix has closed its own
+//! descriptor: when actix lets a connection go with bytes the client sent
+//! still unread, or bytes it sent not yet acknowledged, closing the socket
+//! would make the kernel answer with a reset, which can destroy a response
+//! the client has not read yet (or fail a client still sending its request
+//! body). Such a connection lingers (see [`linger`]): what the client sends is
+//! read and discarded until it closes, for at most [`LINGER`], and the
+//! connection counts as open until then. One with nothing unread and
+//! everything acknowledged closes at once, so clients that never close their
+//! side do not hold the generation.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -21,13 +32,24 @@ use std::time::{Duration, Instant};
 use actix_web::rt::net::TcpStream;
 use event_listener::{Event, EventListener};
 
+use crate::{DrainGroup, DrainSignal};
+
+/// How long a connection actix has let go may linger, reading and discarding
+/// what its client still sends, before it is closed anyway.
+pub(super) const LINGER: Duration = Duration::from_secs(1);
+
 /// Every connection actix serves for one [`Server`](super::Server).
 #[derive(Debug, Default)]
 pub(super) struct Connections {
+    /// The server's drain group: lingering stops when the hammer falls.
+    group: DrainGroup,
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Conn>>>,
     /// Notified when a connection opens, closes, or finishes a request.
     changed: Event,
+    /// Counts connections opening and requests finishing: the events after
+    /// which a connection may become due to close.
+    idled: AtomicU64,
 }
 
 /// One connection.
@@ -35,7 +57,8 @@ pub(super) struct Connections {
 pub(super) struct Conn {
     /// A duplicate of actix's descriptor; `None` if it could not be made
     /// (out of descriptors), then the connection closes on actix's terms.
-    fd: Option<OwnedFd>,
+    /// Taken when the connection lingers.
+    fd: Mutex<Option<OwnedFd>>,
     opened: Instant,
     /// Requests whose response has not been sent in full.
     busy: AtomicUsize,
@@ -43,9 +66,24 @@ pub(super) struct Conn {
     idle_at: AtomicU64,
     /// Set once draining has shut its read side.
     closed: AtomicBool,
+    /// Set when a response went out with its request's body not read to
+    /// the end: the client may still be sending it when the connection
+    /// closes.
+    body_unread: AtomicBool,
 }
 
 impl Connections {
+    /// The connections of a server whose drain group is `group`.
+    pub(super) fn new(group: DrainGroup) -> Self {
+        Connections {
+            group,
+            next_id: AtomicU64::new(0),
+            open: Mutex::default(),
+            changed: Event::new(),
+            idled: AtomicU64::new(0),
+        }
+    }
+
     /// Counts a connection actix just accepted; `io` is the `&dyn Any` actix
     /// passes to `on_connect`. The guard belongs in the connection's extensions.
     pub(super) fn open(self: &Arc<Self>, io: &dyn Any) -> ConnGuard {
@@ -57,14 +95,16 @@ impl Connections {
             }
         });
         let conn = Arc::new(Conn {
-            fd,
+            fd: Mutex::new(fd),
             opened: Instant::now(),
             busy: AtomicUsize::new(0),
             idle_at: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            body_unread: AtomicBool::new(false),
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(id, conn.clone());
+        self.idled.fetch_add(1, Ordering::SeqCst);
         self.changed.notify(usize::MAX);
         ConnGuard {
             id,
@@ -76,6 +116,13 @@ impl Connections {
     /// How many connections are open.
     pub(super) fn len(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Changes when a connection opens or finishes a request: when it
+    /// has not, [`close_idle`](Self::close_idle) need not run again before
+    /// the time it last returned.
+    pub(super) fn idled(&self) -> u64 {
+        self.idled.load(Ordering::SeqCst)
     }
 
     /// Starts listening for the next change; check the state after this.
@@ -104,9 +151,19 @@ impl Connections {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
-        // The map stays consistent whatever panicked while holding it.
-        self.open.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.open)
     }
+
+    /// No longer counts connection `id`.
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+        self.changed.notify(usize::MAX);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // What the mutexes guard stays consistent whatever panicked holding them.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Conn {
@@ -118,7 +175,7 @@ impl Conn {
     /// arrived before, answers a request it has, and closes.
     fn close_read(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        if let Some(fd) = &self.fd {
+        if let Some(fd) = &*lock(&self.fd) {
             match rustix::net::shutdown(fd, rustix::net::Shutdown::Read) {
                 Ok(()) => tracing::debug!("closed an idle connection"),
                 Err(e) => tracing::debug!("cannot shut an idle connection down: {e}"),
@@ -127,9 +184,13 @@ impl Conn {
     }
 }
 
-/// The socket actix hands to `on_connect` (a TCP stream: the only kind
-/// [`Server`](super::Server) listens on).
+/// The socket under what actix hands to `on_connect`: a TCP stream, or a
+/// TLS stream over one (the only kinds [`Server`](super::Server) listens on).
 fn socket_of(io: &dyn Any) -> Option<BorrowedFd<'_>> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = io.downcast_ref::<actix_tls::accept::rustls_0_23::TlsStream<TcpStream>>() {
+        return Some(tls.get_ref().0.as_fd());
+    }
     io.downcast_ref::<TcpStream>().map(TcpStream::as_fd)
 }
 
@@ -154,9 +215,94 @@ impl ConnGuard {
 }
 
 impl Drop for ConnGuard {
+    /// actix let the connection go: it closes now, or lingers first.
     fn drop(&mut self) {
-        self.connections.lock().remove(&self.id);
-        self.connections.changed.notify(usize::MAX);
+        let fd = lock(&self.conn.fd).take();
+        if let Some(fd) = &fd {
+            // actix is done with the connection; its close sent the FIN
+            // already, or dropping it without one (an error) would have.
+            let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Write);
+        }
+        let hammer = self.connections.group.hammer_signal();
+        let runtime = tokio::runtime::Handle::try_current();
+        match (fd, runtime) {
+            (Some(fd), Ok(runtime)) if !hammer.is_fired() && self.conn.must_linger(&fd) => {
+                self.conn.closed.store(true, Ordering::SeqCst);
+                let (id, connections) = (self.id, self.connections.clone());
+                let sending = self.conn.body_unread.load(Ordering::SeqCst)
+                    || rustix::io::ioctl_fionread(&fd).unwrap_or(1) > 0;
+                runtime.spawn(async move {
+                    linger(fd, sending, hammer).await;
+                    connections.remove(id);
+                });
+            }
+            _ => self.connections.remove(self.id),
+        }
+    }
+}
+
+impl Conn {
+    /// Whether closing the socket now could make the kernel reset it: the
+    /// client may still be sending a request body, bytes it sent are
+    /// unread, or bytes sent to it are not acknowledged.
+    fn must_linger(&self, fd: &OwnedFd) -> bool {
+        self.body_unread.load(Ordering::SeqCst)
+            || rustix::io::ioctl_fionread(fd).unwrap_or(1) > 0
+            || !all_acknowledged(fd.as_fd())
+    }
+}
+
+/// Whether the client acknowledged every byte sent on a socket whose write
+/// side is shut: all but the FIN, which comes after them (an unacknowledged
+/// FIN is the kernel's to resend; the client's delayed acknowledgement of it
+/// is not worth waiting for).
+fn all_acknowledged(fd: BorrowedFd<'_>) -> bool {
+    crate::sys::unacknowledged(fd).is_some_and(|n| n <= 1)
+}
+
+/// Lingers on a connection actix has let go, its write side shut (the
+/// client reads end-of-file after the response): reads and discards
+/// until the client closes, the hammer falls, or [`LINGER`] passes. A client
+/// that was not `sending` anything (a request body, or bytes still unread)
+/// is not waited for: the connection closes as soon as nothing is unread
+/// and everything sent was acknowledged.
+async fn linger(fd: OwnedFd, sending: bool, mut hammer: DrainSignal) {
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let Ok(stream) = tokio::net::TcpStream::from_std(std::net::TcpStream::from(fd)) else {
+        return;
+    };
+    let mut sink = [0u8; 4096];
+    // How long until the acknowledgements are checked again.
+    let mut recheck = Duration::from_millis(1);
+    loop {
+        loop {
+            match stream.try_read(&mut sink) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => return,
+            }
+        }
+        if !sending && all_acknowledged(stream.as_fd()) {
+            return;
+        }
+        let next = tokio::time::Instant::now() + recheck;
+        let wake = if sending {
+            deadline
+        } else {
+            next.min(deadline)
+        };
+        recheck = (recheck * 2).min(Duration::from_millis(50));
+        tokio::select! {
+            biased;
+            _ = &mut hammer => return,
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::debug!("a lingering connection was not closed by its client in time");
+                return;
+            }
+            _ = stream.readable() => {}
+            _ = tokio::time::sleep_until(wake) => {}
+        }
     }
 }
 
@@ -168,6 +314,15 @@ pub(super) struct Busy {
     connections: Arc<Connections>,
 }
 
+impl Busy {
+    /// Its response goes out with the request body not read to the end (and
+    /// says `Connection: close`): when the connection closes, the client may
+    /// still be sending the body, so it lingers.
+    pub(super) fn body_unread(&self) {
+        self.conn.body_unread.store(true, Ordering::SeqCst);
+    }
+}
+
 impl Drop for Busy {
     fn drop(&mut self) {
         let idle = self.conn.opened.elapsed().as_nanos();
@@ -175,6 +330,7 @@ impl Drop for Busy {
             .idle_at
             .store(u64::try_from(idle).unwrap_or(u64::MAX), Ordering::SeqCst);
         self.conn.busy.fetch_sub(1, Ordering::SeqCst);
+        self.connections.idled.fetch_add(1, Ordering::SeqCst);
         self.connections.changed.notify(usize::MAX);
     }
 }
@@ -185,7 +341,7 @@ mod tests {
 
     #[test]
     fn idle_connections_are_due_after_the_grace() {
-        let connections = Arc::new(Connections::default());
+        let connections = Arc::new(Connections::new(DrainGroup::default()));
         let a = connections.open(&());
         let b = connections.open(&());
         assert_eq!(connections.len(), 2);

@@ -15,21 +15,25 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use actix_rt::ArbiterHandle;
 use actix_web::dev::ServerHandle;
 use event_listener::Event;
-use futures_util::future::{BoxFuture, select};
+use futures_util::future::{BoxFuture, join_all, select};
 
 use super::connections::Connections;
 use crate::{DrainGroup, Drainable};
 
-/// After actix confirms the pause, how long its accept thread and workers
-/// get to act on it before "no connection open" can mean idle: a connection
-/// accepted just before the pause must reach a worker (and be counted)
-/// before actix is stopped, or actix would drop it.
-const SETTLE: Duration = Duration::from_millis(100);
+/// After actix confirms the pause, how long its accept thread gets to act on
+/// it before "no connection open" can mean idle: a connection accepted just
+/// before the pause must reach a worker (and be counted) before actix is
+/// stopped, or actix would drop it. actix confirms the pause when it has
+/// woken its accept thread, not when that thread has paused, and gives no
+/// event for that; the accept thread only has to be scheduled once. What it
+/// handed to the workers before, they are then made to take (see
+/// [`Shared::probe_workers`]).
+const SETTLE: Duration = Duration::from_millis(20);
 
 /// The state a [`Server`](super::Server) and its clones share.
-#[derive(Default)]
 pub(super) struct Shared {
     pub(super) group: DrainGroup,
     pub(super) connections: Arc<Connections>,
@@ -39,6 +43,8 @@ pub(super) struct Shared {
     pub(super) listeners: AtomicUsize,
     /// actix's server, once started.
     handle: Mutex<Option<ServerHandle>>,
+    /// actix's worker threads, which each build an app.
+    workers: Mutex<Vec<ArbiterHandle>>,
     /// Resolves once actix has been told to pause accepting.
     pausing: Mutex<Option<BoxFuture<'static, ()>>>,
     finished: Finished,
@@ -55,6 +61,22 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+impl Default for Shared {
+    fn default() -> Self {
+        let group = DrainGroup::default();
+        Shared {
+            connections: Arc::new(Connections::new(group.clone())),
+            group,
+            app_built: AtomicBool::default(),
+            listeners: AtomicUsize::default(),
+            handle: Mutex::default(),
+            workers: Mutex::default(),
+            pausing: Mutex::default(),
+            finished: Finished::default(),
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -64,6 +86,31 @@ impl Shared {
     /// future completes.
     pub(super) fn started(&self, handle: ServerHandle) {
         *lock(&self.handle) = Some(handle);
+    }
+
+    /// An actix worker is building its app: called on its thread.
+    pub(super) fn worker_started(&self) {
+        if let Some(worker) = actix_rt::Arbiter::try_current() {
+            lock(&self.workers).push(worker);
+        }
+    }
+
+    /// Resolves once every actix worker has run a task queued after what
+    /// it had been handed before this call: the connections actix's accept
+    /// thread had passed on have reached `on_connect` (and are counted), and
+    /// a connection that just closed is no longer counted by actix either.
+    async fn probe_workers(&self) {
+        let workers = lock(&self.workers).clone();
+        let probes = workers.iter().filter_map(|worker| {
+            let (done, probe) = futures_channel::oneshot::channel::<()>();
+            let queued = worker.spawn(async move {
+                tokio::task::yield_now().await;
+                let _ = done.send(());
+            });
+            queued.then_some(probe)
+        });
+        // A worker that stopped drops its probe: nothing to wait for.
+        join_all(probes).await;
     }
 
     /// The actix server future has completed.
@@ -87,12 +134,22 @@ impl Shared {
             let settled = async {
                 pausing.await;
                 tokio::time::sleep(SETTLE).await;
+                self.probe_workers().await;
             };
             select(pin!(settled), &mut hammer).await;
         }
+        // Scanning every connection on every change would cost O(n²) while
+        // many close at once: scan when one may have become due.
+        let mut scanned = None;
+        let mut next: Option<Instant> = None;
         while !hammer.is_fired() {
             let changed = self.connections.listen();
-            let next = self.connections.close_idle(Instant::now(), grace);
+            let idled = self.connections.idled();
+            let now = Instant::now();
+            if scanned != Some(idled) || next.is_some_and(|at| at <= now) {
+                next = self.connections.close_idle(now, grace);
+                scanned = Some(idled);
+            }
             if self.connections.len() == 0 {
                 break;
             }
@@ -108,8 +165,13 @@ impl Shared {
         let Some(handle) = handle else {
             return;
         };
-        // Graceful: actix's workers hold nothing more (a worker whose last
-        // connection is still being dropped is given its next second).
+        // actix's workers count a connection a moment longer than handoff
+        // does; a worker that still counts one when told to stop gracefully
+        // checks again only a second later.
+        if !hammer.is_fired() {
+            select(pin!(self.probe_workers()), &mut hammer).await;
+        }
+        // Graceful: actix's workers hold nothing more.
         handle.stop(!hammer.is_fired()).await;
         self.finished.wait().await;
     }

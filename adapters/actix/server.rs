@@ -50,9 +50,12 @@ type OnConnect = Arc<dyn Fn(&dyn Any, &mut Extensions) + Send + Sync>;
 /// # Ok(()) }
 /// ```
 ///
-/// Handoff owns the signals (actix's are disabled) and the timeouts: actix's
-/// `shutdown_timeout` is set to handoff's stop + kill timeout, so it never
-/// cuts a request short before handoff's hammer. Listeners that do not come
+/// Handoff owns the signals (actix's are disabled) and the timeouts: actix
+/// is stopped once every connection it serves is done, or at handoff's
+/// hammer; actix's `shutdown_timeout` is set to the idle grace (whole
+/// seconds, at least 1), which only bounds the connections handoff cannot
+/// see (TLS handshakes, [h2c](Server::h2c) connections that have not sent a
+/// byte). Listeners that do not come
 /// from [`listen`](Server::listen) (`HttpServer::bind`) would not be handed
 /// to the next generation, so [`start`](Server::start) refuses them.
 ///
@@ -68,14 +71,20 @@ pub struct Server {
     shared: Arc<Shared>,
     idle_grace: Duration,
     on_connect: Option<OnConnect>,
+    h2c: bool,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Server")
-            .field("state", &self.shared)
+        let mut f = f.debug_struct("Server");
+        f.field("state", &self.shared)
             .field("idle_grace", &self.idle_grace)
-            .finish_non_exhaustive()
+            .field("h2c", &self.h2c);
+        #[cfg(feature = "tls")]
+        f.field("tls", &self.tls.is_some());
+        f.finish_non_exhaustive()
     }
 }
 
@@ -92,18 +101,52 @@ impl Server {
             shared: Arc::default(),
             idle_grace: IDLE_GRACE,
             on_connect: None,
+            h2c: false,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
+    /// Also serves HTTP/2 with prior knowledge (h2c) on the cleartext
+    /// listeners added from now on, next to HTTP/1.1 on the same port.
+    /// Off by default.
+    ///
+    /// actix tells the two apart by waiting for the client's first bytes
+    /// before it hands the connection to `on_connect`, with no timeout: a
+    /// connection that has not sent a byte yet is invisible to handoff, so
+    /// draining cannot close it when it has been idle for the
+    /// [idle grace](Server::idle_grace). actix closes it when it stops, once
+    /// every connection handoff sees is done, at most about one actix
+    /// shutdown period (the idle grace in whole seconds, at least 1 s) later.
+    /// HTTP/2 connections drain without GOAWAY (see the
+    /// [module documentation](super)).
+    pub fn h2c(mut self, on: bool) -> Self {
+        self.h2c = on;
+        self
+    }
+
+    /// Serves HTTPS with `config` on the listeners added from now on (HTTP/2
+    /// or HTTP/1.1, as the client's ALPN asks); see
+    /// [`handoff::tls::server_config`](crate::tls::server_config). actix adds
+    /// ALPN `h2` and `http/1.1` to the configuration.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// Once draining starts, how long a connection with no request in flight
-    /// stays open: counted from its last response, or from its accept if it
-    /// has not sent a request yet. Default 1 s.
+    /// stays open: until its last activity (its last response, or its
+    /// accept if it has not sent a request yet) plus the grace. Default 1 s.
     ///
     /// A client sends its request right after connecting, and a keep-alive
     /// client sends its next one right after a response; closing such a
-    /// connection at once could close it under a request on its way. Older
-    /// idle connections close the moment draining starts, instead of when
-    /// actix's keep-alive timeout would close them.
+    /// connection at once could close it under a request on its way. So a
+    /// connection idle for longer than the grace when draining starts closes
+    /// at once (not at actix's keep-alive timeout); one active more recently
+    /// is served if its next request comes before its time is up, with
+    /// `Connection: close` like every response once draining has started.
     pub fn idle_grace(mut self, grace: Duration) -> Self {
         self.idle_grace = grace;
         self
@@ -144,15 +187,19 @@ impl Server {
         let shared = self.shared.clone();
         move || {
             shared.app_built.store(true, Ordering::SeqCst);
+            // Called on each actix worker's thread.
+            shared.worker_started();
             let app = factory().app_data(Draining::new(shared.group.clone()));
             DrainingApp::new(app, shared.group.clone())
         }
     }
 
     /// Takes the listener `name` from `handoff` (inherited, or bound fresh
-    /// at `address`, see [`Handoff::listen`]) and adds it to `http`. Returns
-    /// the `HttpServer` and the address actually bound (the real port when 0
-    /// was asked).
+    /// at `address`, see [`Handoff::listen`]) and adds it to `http`, serving
+    /// HTTP/1.1 on it, and HTTP/2 with prior knowledge if
+    /// [`h2c`](Server::h2c) is on (HTTPS when [`tls`](Server::tls) was set).
+    /// Returns the `HttpServer` and the
+    /// address actually bound (the real port when 0 was asked).
     ///
     /// Only TCP addresses (`127.0.0.1:8080`) are served: actix-server deletes
     /// a Unix socket's path whenever it stops accepting on it (pausing
@@ -190,16 +237,22 @@ impl Server {
             .local_addr()
             .map_err(|e| Error::io(format!("cannot read the address of listener {name:?}"), e))?;
         // actix reads the hook when a listener is added.
-        let http = http
-            .on_connect(self.on_connect_hook())
-            .listen(listener)
-            .map_err(|e| Error::io(format!("actix-web refused listener {name:?}"), e))?;
+        let http = http.on_connect(self.on_connect_hook());
+        let added = match self.tls_config() {
+            #[cfg(feature = "tls")]
+            Some(config) => http.listen_rustls_0_23(listener, config),
+            _ if self.h2c => http.listen_auto_h2c(listener),
+            _ => http.listen(listener),
+        };
+        let http =
+            added.map_err(|e| Error::io(format!("actix-web refused listener {name:?}"), e))?;
         self.shared.listeners.fetch_add(1, Ordering::SeqCst);
         Ok((http, Address::Tcp(local)))
     }
 
     /// Starts `http`: disables actix's signal handling, sets its shutdown
-    /// timeout to handoff's stop + kill timeout, and returns once its workers
+    /// timeout to the idle grace (at most handoff's stop + kill timeout), and
+    /// returns once its workers
     /// have built their apps and its accept loop runs, so
     /// [`Handoff::run`] may announce readiness right after.
     ///
@@ -237,9 +290,15 @@ impl Server {
                  it would not be passed to the next generation: use handoff::actix::Server::listen",
             ));
         }
+        // actix is stopped once every connection handoff sees is done (or at
+        // the hammer, at once): its shutdown timeout only bounds those
+        // handoff cannot see (a TLS handshake, an h2c connection that has
+        // not sent a byte), which get about the idle grace.
         let timeouts = handoff.timeouts();
-        let limit = timeouts.stop.saturating_add(timeouts.kill);
-        let limit = limit.as_secs() + u64::from(limit.subsec_nanos() > 0);
+        let limit = self
+            .idle_grace
+            .min(timeouts.stop.saturating_add(timeouts.kill));
+        let limit = (limit.as_secs() + u64::from(limit.subsec_nanos() > 0)).max(1);
         let mut server = http.disable_signals().shutdown_timeout(limit).run();
         let handle = server.handle();
         // The first poll starts actix's workers (each builds its app before
@@ -312,6 +371,17 @@ impl Server {
             self.abort();
         }
         result
+    }
+
+    /// The TLS configuration for actix, if HTTPS is served.
+    #[cfg(feature = "tls")]
+    fn tls_config(&self) -> Option<rustls::ServerConfig> {
+        self.tls.as_deref().cloned()
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn tls_config(&self) -> Option<std::convert::Infallible> {
+        None
     }
 
     /// Counts each connection (and calls the user's hook).

@@ -3,20 +3,23 @@
 //! on its connection until its response is sent, and once draining has
 //! started makes every response close its connection (`Connection: close`),
 //! so keep-alive clients move to the new generation with no request lost
-//! in between.
+//! in between. A request body the app left unread is discarded before the
+//! response goes out (see [`RequestBody`]), or the response closes the
+//! connection.
 
 use std::fmt;
 
-use actix_http::Request;
+use actix_http::{Request, Response};
 use actix_service::IntoServiceFactory;
 use actix_web::App;
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{AppConfig, Service, ServiceFactory, ServiceResponse, forward_ready};
 use actix_web::http::ConnectionType;
 use futures_util::future::LocalBoxFuture;
 
 use super::body::TrackedBody;
 use super::connections::ConnGuard;
+use super::request_body::RequestBody;
 use crate::DrainGroup;
 
 /// An actix-web `App` that drains with handoff: what the factory made by
@@ -79,7 +82,7 @@ where
         > + 'static,
     B: MessageBody + 'static,
 {
-    type Response = ServiceResponse<TrackedBody<B>>;
+    type Response = Response<TrackedBody<EitherBody<B>>>;
     type Error = actix_web::Error;
     type Config = AppConfig;
     type Service = DrainService<S::Service>;
@@ -116,22 +119,37 @@ where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
     B: MessageBody + 'static,
 {
-    type Response = ServiceResponse<TrackedBody<B>>;
+    type Response = Response<TrackedBody<EitherBody<B>>>;
     type Error = actix_web::Error;
     type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     forward_ready!(service);
 
-    fn call(&self, request: Request) -> Self::Future {
+    fn call(&self, mut request: Request) -> Self::Future {
         let busy = request.conn_data::<ConnGuard>().map(ConnGuard::request);
+        let body = RequestBody::take(&mut request);
         let group = self.group.clone();
         let response = self.service.call(request);
         Box::pin(async move {
-            let response = response.await?;
+            // An error becomes its response here rather than in actix, so
+            // that it too can close the connection.
+            let response = match response.await {
+                Ok(response) => {
+                    Response::<B>::from(response).map_body(|_, body| EitherBody::left(body))
+                }
+                Err(e) => Response::<BoxBody>::from(e).map_body(|_, body| EitherBody::right(body)),
+            };
+            let keep = match body {
+                Some(body) => body.discard(&group).await,
+                None => true,
+            };
+            if let (false, Some(busy)) = (keep, &busy) {
+                busy.body_unread();
+            }
             Ok(response.map_body(|head, body| {
                 // Decided when the app has answered: a request that was in
                 // flight when draining started closes its connection too.
-                if group.is_draining() {
+                if !keep || group.is_draining() {
                     head.set_connection_type(ConnectionType::Close);
                 }
                 TrackedBody::new(body, busy)
