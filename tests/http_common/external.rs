@@ -169,8 +169,11 @@ pub fn start_oha(
 ) -> ClientProcess {
     assert!(addr.ip().is_loopback(), "tests only talk to loopback");
     let mut command = Command::new(oha);
+    // -w: requests in flight when the duration ends are waited for, not
+    // counted as "aborted due to deadline" (oha's own cancellation).
     command.args([
         "--no-tui",
+        "-w",
         "--output-format",
         "json",
         "-z",

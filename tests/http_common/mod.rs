@@ -922,6 +922,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawConn<S> {
         }
     }
 
+    /// The next response, or `None` when the server closes the connection
+    /// cleanly before one starts (bounded by 10 s).
+    pub async fn response_or_close(&mut self) -> Result<Option<RawReply>, String> {
+        use tokio::io::AsyncReadExt;
+        if self.buf.is_empty() {
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout(common::T10, self.stream.read(&mut chunk)).await {
+                Err(_) => return Err("neither a response nor a close within 10 s".into()),
+                Ok(Ok(0)) => return Ok(None),
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(Err(e)) => return Err(format!("read: {e}")),
+            }
+        }
+        self.response().await.map(Some)
+    }
+
     /// Waits (bounded) for the server to close the connection: `Ok` on a
     /// clean end-of-file with nothing unread, `Err` on data, a reset, or
     /// the timeout.
