@@ -218,6 +218,7 @@ impl Server {
     /// (signal -> successor ready, signal -> old generation exited).
     pub fn restart(&mut self, timeout: Duration) -> (Duration, Duration) {
         let old = self.pid;
+        wait_catches_sighup(old, timeout);
         let pidfd = pidfd(old);
         let sent = Instant::now();
         signal(old, Signal::HUP);
@@ -276,6 +277,30 @@ impl Drop for Server {
                 let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
             }
         }
+    }
+}
+
+/// Waits until `pid` has a SIGHUP handler (`SigCgt` in `/proc/PID/status`):
+/// a server prints its address before its restart loop installs the
+/// handler, and SIGHUP's default action would kill it. There is no event
+/// for this, so it is polled, every millisecond, outside any measurement.
+pub fn wait_catches_sighup(pid: u32, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let caught = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("SigCgt:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .unwrap_or(0);
+        // Bit n-1 stands for signal n; SIGHUP is 1.
+        if caught & 1 == 1 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "pid {pid} installed no SIGHUP handler within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
