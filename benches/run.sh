@@ -1,0 +1,27 @@
+#!/bin/sh
+# Runs every benchmark on release builds and prints the tables that
+# docs/BENCHMARKS.md holds. About 10 minutes on 2 cores; --quick takes 2-3.
+#
+#   benches/run.sh [--quick]
+#
+# Needs wrk and h2load (Debian/Ubuntu: apt-get install wrk nghttp2-client).
+# nginx (nginx-light) and haproxy are compared with when installed; their rows
+# are skipped otherwise. This script installs nothing.
+set -eu
+cd "$(dirname "$0")/.."
+PATH="$PATH:/usr/sbin:/sbin"
+missing=""
+for tool in wrk h2load; do
+    command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+done
+if [ -n "$missing" ]; then
+    echo "missing:$missing (Debian/Ubuntu: apt-get install wrk nghttp2-client)" >&2
+    exit 1
+fi
+for tool in nginx haproxy; do
+    command -v "$tool" >/dev/null 2>&1 || echo "note: $tool is not installed: its rows are skipped" >&2
+done
+cargo bench --bench restart --features tokio -- "$@"
+cargo bench --bench drain --features tokio,hyper,tls -- "$@"
+cargo bench --bench overhead --features tokio,hyper,smol,actix -- "$@"
+cargo bench --bench under_load --features tokio,hyper,tls,smol,async-std,actix -- "$@"
