@@ -3,7 +3,7 @@
 //! flight, and how precisely the hammer falls at the stop timeout.
 //!
 //! ```text
-//! cargo bench --bench drain --features tokio,hyper,tls [-- --quick] [idle|inflight|hammer]
+//! cargo bench --all-features --bench drain [-- --quick] [idle|inflight|hammer]
 //! ```
 
 use std::net::TcpStream;
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     let flags = Flags::parse();
     common::become_subreaper();
     common::machine();
-    let demo = common::example("demo", "tokio,hyper,tls");
+    let demo = common::example("demo");
     if flags.wants("idle") {
         idle(&flags, &demo);
     }

@@ -5,7 +5,7 @@
 //! connection.
 //!
 //! ```text
-//! cargo bench --bench overhead --features tokio,hyper,smol,actix [-- --quick] [h1|h2|memory]
+//! cargo bench --all-features --bench overhead [-- --quick] [h1|h2|memory]
 //! ```
 //!
 //! The servers are this program, started as `overhead --serve NAME` (see

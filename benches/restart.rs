@@ -4,7 +4,7 @@
 //! 100 and 1,000 listeners handed over.
 //!
 //! ```text
-//! cargo bench --bench restart --features tokio [-- --quick] [spawn|memory|listeners]
+//! cargo bench --all-features --bench restart [-- --quick] [spawn|memory|listeners]
 //! ```
 //!
 //! The server is this program itself, started with `--serve`: a handoff

@@ -7,6 +7,7 @@
 # Needs wrk and h2load (Debian/Ubuntu: apt-get install wrk nghttp2-client).
 # nginx (nginx-light) and haproxy are compared with when installed; their rows
 # are skipped otherwise. This script installs nothing.
+# --all-features: one build of the library for every bench and example.
 set -eu
 cd "$(dirname "$0")/.."
 PATH="$PATH:/usr/sbin:/sbin"
@@ -21,7 +22,7 @@ fi
 for tool in nginx haproxy; do
     command -v "$tool" >/dev/null 2>&1 || echo "note: $tool is not installed: its rows are skipped" >&2
 done
-cargo bench --bench restart --features tokio -- "$@"
-cargo bench --bench drain --features tokio,hyper,tls -- "$@"
-cargo bench --bench overhead --features tokio,hyper,smol,actix -- "$@"
-cargo bench --bench under_load --features tokio,hyper,tls,smol,async-std,actix -- "$@"
+cargo bench --all-features --bench restart -- "$@"
+cargo bench --all-features --bench drain -- "$@"
+cargo bench --all-features --bench overhead -- "$@"
+cargo bench --all-features --bench under_load -- "$@"

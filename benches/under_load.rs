@@ -4,7 +4,7 @@
 //! reload (SIGUSR2 to its master).
 //!
 //! ```text
-//! cargo bench --bench under_load --features tokio,hyper,tls,smol,async-std,actix [-- --quick] [NAME...]
+//! cargo bench --all-features --bench under_load [-- --quick] [NAME...]
 //! ```
 //!
 //! NAME is an example (demo, smol, async_std, axum, actix), nginx or haproxy.
@@ -24,13 +24,13 @@ mod common;
 /// Load generator connections.
 const CONNS: usize = 50;
 
-/// The handoff examples: name, features, whether they serve h2c.
-const EXAMPLES: [(&str, &str, bool); 5] = [
-    ("demo", "tokio,hyper,tls", true),
-    ("smol", "smol,hyper", true),
-    ("async_std", "async-std,hyper", true),
-    ("axum", "tokio,hyper", true),
-    ("actix", "actix", false),
+/// The handoff examples, and whether they serve h2c.
+const EXAMPLES: [(&str, bool); 5] = [
+    ("demo", true),
+    ("smol", true),
+    ("async_std", true),
+    ("axum", true),
+    ("actix", false),
 ];
 
 fn main() -> ExitCode {
@@ -47,11 +47,11 @@ fn main() -> ExitCode {
     }
     let restarts = flags.rounds(3, 10);
     let mut rows = Vec::new();
-    for (name, features, h2) in EXAMPLES {
+    for (name, h2) in EXAMPLES {
         if !flags.wants(name) {
             continue;
         }
-        let bin = common::example(name, features);
+        let bin = common::example(name);
         for proto in [Proto::H1, Proto::H2c] {
             if proto == Proto::H2c && !h2 {
                 continue;

@@ -82,9 +82,11 @@ fn profile_dir() -> PathBuf {
     }
 }
 
-/// Builds `--example NAME --features FEATURES` with the profile this bench
-/// was built with (release under `cargo bench`) and returns the binary.
-pub fn example(name: &str, features: &str) -> PathBuf {
+/// Builds `--example NAME --all-features` with the profile this bench was
+/// built with (release under `cargo bench`) and returns the binary. Every
+/// example is built with every feature (they are additive), so one build of
+/// the library serves them all and the benches (`cargo bench --all-features`).
+pub fn example(name: &str) -> PathBuf {
     let profile = profile_dir();
     let target = profile.parent().expect("profile dir has a parent");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
