@@ -75,7 +75,11 @@ fn close_on_eof(conns: Vec<TcpStream>, timeout: Duration) -> thread::JoinHandle<
             };
             let left = Timespec::try_from(left).expect("timeout fits");
             events.clear();
-            match epoll::wait(&ep, rustix::buffer::spare_capacity(&mut events), Some(&left)) {
+            match epoll::wait(
+                &ep,
+                rustix::buffer::spare_capacity(&mut events),
+                Some(&left),
+            ) {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => panic!("epoll_wait: {e}"),
             }
@@ -96,7 +100,11 @@ const IDLE_FOR: Duration = Duration::from_millis(1500);
 
 fn idle(flags: &Flags, demo: &std::path::Path) {
     let rounds = flags.rounds(1, 3);
-    let counts: &[usize] = if flags.quick { &[100, 1000] } else { &[1000, 10_000] };
+    let counts: &[usize] = if flags.quick {
+        &[100, 1000]
+    } else {
+        &[1000, 10_000]
+    };
     let mut rows = Vec::new();
     let mut server = start(demo, &[]);
     for &n in std::iter::once(&0).chain(counts) {
@@ -113,8 +121,16 @@ fn idle(flags: &Flags, demo: &std::path::Path) {
                 let (r, e) = server.restart(common::T10 * 3);
                 ready.push(r);
                 let left = closer.join().expect("closer thread");
-                assert_eq!(left, 0, "{left} idle connections were not closed by the server");
-                if wait_out_grace { &mut settled } else { &mut fresh }.push(e);
+                assert_eq!(
+                    left, 0,
+                    "{left} idle connections were not closed by the server"
+                );
+                if wait_out_grace {
+                    &mut settled
+                } else {
+                    &mut fresh
+                }
+                .push(e);
             }
         }
         rows.push(vec![
@@ -131,7 +147,10 @@ fn idle(flags: &Flags, demo: &std::path::Path) {
         &[
             "idle connections",
             "successor ready",
-            &format!("old generation exited: idle for {} ms", IDLE_FOR.as_millis()),
+            &format!(
+                "old generation exited: idle for {} ms",
+                IDLE_FOR.as_millis()
+            ),
             "just answered (idle grace 1 s)",
         ],
         &rows,

@@ -91,14 +91,7 @@ pub fn example(name: &str) -> PathBuf {
     let target = profile.parent().expect("profile dir has a parent");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "--example",
-        name,
-        "--features",
-        features,
-    ]);
+    cmd.args(["build", "--quiet", "--example", name, "--all-features"]);
     if profile.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     } else {
@@ -113,7 +106,7 @@ pub fn example(name: &str) -> PathBuf {
     let status = cmd.status().expect("run cargo build");
     assert!(
         status.success(),
-        "cargo build --example {name} --features {features} failed"
+        "cargo build --example {name} --all-features failed"
     );
     profile.join("examples").join(name)
 }
@@ -301,7 +294,10 @@ pub fn wait_catches_sighup(pid: u32, timeout: Duration) {
         if caught & 1 == 1 {
             return;
         }
-        assert!(Instant::now() < deadline, "pid {pid} installed no SIGHUP handler within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} installed no SIGHUP handler within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }
