@@ -83,7 +83,7 @@ fn profile_dir() -> PathBuf {
 }
 
 /// Builds `--example NAME --all-features` with the profile this bench was
-/// built with (release under `cargo bench`) and returns the binary. Every
+/// built with (`bench` under `cargo bench`) and returns the binary. Every
 /// example is built with every feature (they are additive), so one build of
 /// the library serves them all and the benches (`cargo bench --all-features`).
 pub fn example(name: &str) -> PathBuf {
@@ -93,7 +93,9 @@ pub fn example(name: &str) -> PathBuf {
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--quiet", "--example", name, "--all-features"]);
     if profile.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
+        // The profile `cargo bench` builds with: the library built for the
+        // bench is reused, not rebuilt with `--release`'s fingerprint.
+        cmd.args(["--profile", "bench"]);
     } else {
         eprintln!(
             "warning: not a release build ({}): figures are meaningless",
