@@ -5,8 +5,9 @@
 #   benches/run.sh [--quick]
 #
 # Needs wrk and h2load (Debian/Ubuntu: apt-get install wrk nghttp2-client).
-# nginx (nginx-light) and haproxy are compared with when installed; their rows
-# are skipped otherwise. This script installs nothing.
+# With oha on PATH (cargo install oha), the restarts-under-load bench loads
+# with oha instead. nginx (nginx-light) and haproxy are compared with when
+# installed; their rows are skipped otherwise. This script installs nothing.
 # --all-features: one build of the library for every bench and example.
 set -eu
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ if [ -n "$missing" ]; then
     echo "missing:$missing (Debian/Ubuntu: apt-get install wrk nghttp2-client)" >&2
     exit 1
 fi
-for tool in nginx haproxy; do
+for tool in oha nginx haproxy; do
     command -v "$tool" >/dev/null 2>&1 || echo "note: $tool is not installed: its rows are skipped" >&2
 done
 cargo bench --all-features --bench restart -- "$@"

@@ -1,7 +1,8 @@
 //! Restarts under load: failed requests per restart, under the same load
-//! (wrk for HTTP/1.1 keep-alive, h2load for h2c, neither retries), for each
-//! handoff example and, where installed, for `nginx -s reload` and a HAProxy
-//! reload (SIGUSR2 to its master).
+//! (oha when it is on `PATH`, for HTTP/1.1 keep-alive and h2c; else wrk for
+//! HTTP/1.1 and h2load for h2c; none retries), for each handoff example and,
+//! where installed, for `nginx -s reload` and a HAProxy reload (SIGUSR2 to
+//! its master).
 //!
 //! ```text
 //! cargo bench --all-features --bench under_load [-- --quick] [NAME...]
@@ -9,14 +10,14 @@
 //!
 //! NAME is an example (demo, smol, async_std, axum, actix), nginx or haproxy.
 //! Nothing is installed: a missing tool is reported and its rows skipped
-//! (wrk and h2load: `apt-get install wrk nghttp2-client`; `nginx-light`;
-//! `haproxy`).
+//! (oha: `cargo install oha`; wrk and h2load: `apt-get install wrk
+//! nghttp2-client`; `nginx-light`; `haproxy`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use common::load::{self, Figures, Proto};
+use common::load::{self, Figures, Generator, Proto};
 use common::{Flags, Server, Summary, table};
 
 mod common;
@@ -37,14 +38,20 @@ fn main() -> ExitCode {
     let flags = Flags::parse();
     common::become_subreaper();
     common::machine();
-    let missing = load::missing_tools();
-    if !missing.is_empty() {
-        eprintln!(
-            "missing load generators: {} (Debian/Ubuntu: apt-get install wrk nghttp2-client)",
-            missing.join(", ")
-        );
-        return ExitCode::FAILURE;
-    }
+    let generator = if common::tool("oha").is_some() {
+        Generator::Oha
+    } else {
+        let missing = load::missing_tools();
+        if !missing.is_empty() {
+            eprintln!(
+                "no oha (cargo install oha), and missing: {} (Debian/Ubuntu: apt-get install wrk nghttp2-client)",
+                missing.join(", ")
+            );
+            return ExitCode::FAILURE;
+        }
+        eprintln!("oha is not on PATH: loading with wrk (HTTP/1.1) and h2load (h2c)");
+        Generator::Classic
+    };
     let restarts = flags.rounds(3, 10);
     let mut rows = Vec::new();
     for (name, h2) in EXAMPLES {
@@ -58,10 +65,12 @@ fn main() -> ExitCode {
             }
             let mut server = Server::start(&bin, &["--listen", "127.0.0.1:0"]);
             let url = format!("http://{}/", server.addr);
-            let (f, times) = under_load(proto, &url, restarts, || server.restart(common::T10).0);
+            let (f, times) = under_load(generator, proto, &url, restarts, || {
+                server.restart(common::T10).0
+            });
             rows.push(row(
                 &format!("handoff `{name}` example (SIGHUP)"),
-                proto,
+                (generator, proto),
                 restarts,
                 f,
                 &times,
@@ -88,8 +97,8 @@ fn main() -> ExitCode {
         };
         for proto in [Proto::H1, Proto::H2c] {
             let url = peer.url(proto);
-            let (f, times) = under_load(proto, &url, restarts, || peer.reload(&bin));
-            rows.push(row(&peer.title(), proto, restarts, f, &times));
+            let (f, times) = under_load(generator, proto, &url, restarts, || peer.reload(&bin));
+            rows.push(row(&peer.title(), (generator, proto), restarts, f, &times));
         }
         drop(peer);
         let _ = std::fs::remove_dir_all(&dir);
@@ -119,13 +128,14 @@ const SPACING: Duration = Duration::from_millis(1000);
 /// after one SPACING of load and ending one SPACING before the load does.
 /// Returns the load figures and the durations `restart` reported.
 fn under_load(
+    generator: Generator,
     proto: Proto,
     url: &str,
     restarts: usize,
     mut restart: impl FnMut() -> Duration,
 ) -> (Figures, Vec<Duration>) {
     let total = SPACING * (restarts as u32 + 2);
-    let run = load::start(proto, url, CONNS, total);
+    let run = load::start_with(generator, proto, url, CONNS, total);
     let begin = Instant::now();
     let mut times = Vec::new();
     for i in 1..=restarts {
@@ -137,20 +147,32 @@ fn under_load(
     (run.finish(), times)
 }
 
-fn row(title: &str, proto: Proto, restarts: usize, f: Figures, times: &[Duration]) -> Vec<String> {
+fn row(
+    title: &str,
+    (generator, proto): (Generator, Proto),
+    restarts: usize,
+    f: Figures,
+    times: &[Duration],
+) -> Vec<String> {
+    let tool = match generator {
+        Generator::Oha => "oha",
+        Generator::Classic => proto.tool(),
+    };
+    let load = match proto {
+        Proto::H1 => "HTTP/1.1 keep-alive",
+        Proto::H2c => "h2c",
+    };
     vec![
         title.to_string(),
-        format!(
-            "{} ({})",
-            match proto {
-                Proto::H1 => "HTTP/1.1 keep-alive",
-                Proto::H2c => "h2c",
-            },
-            proto.tool()
-        ),
+        format!("{load} ({tool})"),
         f.ok.to_string(),
         f.failed.to_string(),
         format!("{:.1}", f.failed as f64 / restarts as f64),
+        if f.errors.is_empty() {
+            "-".into()
+        } else {
+            f.errors.clone()
+        },
         if times.iter().all(Duration::is_zero) {
             "n/a".into()
         } else {

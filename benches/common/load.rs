@@ -1,13 +1,13 @@
 //! The load generators, run as child processes: wrk for HTTP/1.1 keep-alive,
-//! h2load (nghttp2-client) for h2c. Neither retries a failed request; both
-//! reconnect after a connection closes and go on.
+//! h2load (nghttp2-client) for h2c, and oha for either. None retries a failed
+//! request; each reconnects after a connection closes and goes on.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// What a load run reports.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Figures {
     /// Completed requests per second.
     pub rps: f64,
@@ -17,6 +17,17 @@ pub struct Figures {
     pub ok: u64,
     /// Requests that failed: connection errors, resets, non-2xx.
     pub failed: u64,
+    /// What the failures were, when the generator says (oha).
+    pub errors: String,
+}
+
+/// A load generator.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Generator {
+    /// wrk for HTTP/1.1, h2load for h2c.
+    Classic,
+    /// oha for both.
+    Oha,
 }
 
 /// The protocol of a load run.
@@ -42,16 +53,41 @@ impl Proto {
 pub struct Run {
     child: Option<Child>,
     proto: Proto,
+    generator: Generator,
     log: std::path::PathBuf,
 }
 
-/// Starts loading `url` with `conns` connections for `duration`.
+/// Starts loading `url` with `conns` connections for `duration`, with wrk
+/// or h2load.
 pub fn start(proto: Proto, url: &str, conns: usize, duration: Duration) -> Run {
+    start_with(Generator::Classic, proto, url, conns, duration)
+}
+
+/// Starts loading `url` with `generator`.
+pub fn start_with(
+    generator: Generator,
+    proto: Proto,
+    url: &str,
+    conns: usize,
+    duration: Duration,
+) -> Run {
     let secs = duration.as_secs().max(1).to_string();
     let conns = conns.to_string();
     let log = std::env::temp_dir().join(format!("handoff-bench-h2load-{}.log", std::process::id()));
-    let mut cmd = match proto {
-        Proto::H1 => {
+    let mut cmd = match (generator, proto) {
+        (Generator::Oha, _) => {
+            // -w: requests still in flight at the deadline are waited for,
+            // not counted as errors.
+            let mut c = Command::new(super::tool("oha").expect("oha is installed"));
+            c.args(["-z", &format!("{secs}s"), "-c", &conns, "-w", "--no-tui"])
+                .args(["--output-format", "json"]);
+            if proto == Proto::H2c {
+                c.arg("--http2");
+            }
+            c.arg(url);
+            c
+        }
+        (Generator::Classic, Proto::H1) => {
             let mut c = Command::new("wrk");
             c.args([
                 "-t2",
@@ -64,7 +100,7 @@ pub fn start(proto: Proto, url: &str, conns: usize, duration: Duration) -> Run {
             ]);
             c
         }
-        Proto::H2c => {
+        (Generator::Classic, Proto::H2c) => {
             let mut c = Command::new("h2load");
             c.args(["-t2", "-c", &conns, "-m", "10", "-D", &secs, "--log-file"])
                 .arg(&log)
@@ -77,10 +113,11 @@ pub fn start(proto: Proto, url: &str, conns: usize, duration: Duration) -> Run {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", proto.tool()));
+        .unwrap_or_else(|e| panic!("start the load generator: {e}"));
     Run {
         child: Some(child),
         proto,
+        generator,
         log,
     }
 }
@@ -93,11 +130,12 @@ impl Run {
             .wait_with_output()
             .expect("wait for the load generator");
         let text = String::from_utf8_lossy(&out.stdout);
-        let figures = match self.proto {
-            Proto::H1 => parse_wrk(&text),
-            Proto::H2c => parse_h2load(&text, &self.log),
+        let figures = match (self.generator, self.proto) {
+            (Generator::Oha, _) => parse_oha(&text),
+            (Generator::Classic, Proto::H1) => parse_wrk(&text),
+            (Generator::Classic, Proto::H2c) => parse_h2load(&text, &self.log),
         };
-        figures.unwrap_or_else(|| panic!("cannot read {} output:\n{text}", self.proto.tool()))
+        figures.unwrap_or_else(|| panic!("cannot read the load generator's output:\n{text}"))
     }
 }
 
@@ -210,4 +248,30 @@ fn parse_h2load(text: &str, log: &Path) -> Option<Figures> {
         f.p99_ms = durations[i.min(durations.len() - 1)] / 1e3;
     }
     (f.rps > 0.0 || f.ok > 0 || f.failed > 0).then_some(f)
+}
+
+/// oha's `--output-format json` report.
+fn parse_oha(text: &str) -> Option<Figures> {
+    let report: serde_json::Value = serde_json::from_str(text).ok()?;
+    let mut f = Figures {
+        rps: report["summary"]["requestsPerSec"].as_f64()?,
+        p99_ms: report["latencyPercentiles"]["p99"].as_f64().unwrap_or(0.0) * 1e3,
+        ..Figures::default()
+    };
+    for (status, n) in report["statusCodeDistribution"].as_object()? {
+        let n = n.as_u64()?;
+        if status.starts_with('2') {
+            f.ok += n;
+        } else {
+            f.failed += n;
+        }
+    }
+    let mut errors = Vec::new();
+    for (error, n) in report["errorDistribution"].as_object()? {
+        let n = n.as_u64()?;
+        f.failed += n;
+        errors.push(format!("{n} {error}"));
+    }
+    f.errors = errors.join("; ");
+    Some(f)
 }
