@@ -114,6 +114,7 @@ fn main() -> ExitCode {
             "requests ok",
             "failed",
             "failed per restart",
+            "errors (oha)",
             "restart took (ms)",
         ],
         &rows,
