@@ -102,6 +102,24 @@ pub fn example(name: &str) -> PathBuf {
             profile.display()
         );
     }
+    // `cargo bench` gives this process the variables it gives every target
+    // it runs (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...). Build scripts that
+    // watch them (ring's) would see them change and rebuild everything.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "OUT_DIR",
+            ]
+            .contains(&key.as_ref())
+        {
+            cmd.env_remove(key.as_ref());
+        }
+    }
     cmd.env("CARGO_TARGET_DIR", target)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdin(Stdio::null());
