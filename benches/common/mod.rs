@@ -278,6 +278,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Kept when a bench fails: the panic message names it.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.stderr);
+        }
         for &pid in &self.pids {
             if let Some(p) = Pid::from_raw(pid) {
                 let _ = rustix::process::kill_process(p, Signal::KILL);
