@@ -206,6 +206,14 @@ fn a_symlink_at_the_pid_file_path_is_replaced_not_followed() {
     // Between generations somebody points the path at the victim again: the
     // exiting generation neither reads through it nor removes the victim.
     assert!(server.wait_exit(pid0, T30), "{pid0} did not exit");
+    // ...once the new generation has seen its parent exit (it then makes sure
+    // the pid file names it, replacing whatever is at the path).
+    let seen = format!("handoff{{pid={new}}}: handoff::driver: the previous generation has exited");
+    assert!(
+        poll_until(T10, POLL, || server.stderr().contains(&seen).then_some(())).is_some(),
+        "{new} never logged that its parent exited\n{}",
+        server.diagnostics()
+    );
     fs::remove_file(&pid_file).expect("remove pid file");
     std::os::unix::fs::symlink(&scene.victim, &pid_file).expect("plant symlink again");
     server.signal(new, Signal::TERM);
