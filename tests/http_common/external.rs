@@ -4,7 +4,7 @@
 //! prints its counts, read back here.
 //!
 //! oha is looked up as `$OHA`, then on `PATH`. CI installs it
-//! (`.ci/run`) and sets `HANDOFF_REQUIRE_OHA=1`, so there a missing oha is
+//! (`.ci/run`) and sets `REQUIRE_OHA=1`, so there a missing oha is
 //! a failure; elsewhere a scenario says that it ran without it.
 
 use std::net::SocketAddr;
@@ -151,8 +151,8 @@ pub fn oha() -> Option<PathBuf> {
                 .find(|p| p.is_file())
         })
     });
-    if found.is_none() && std::env::var_os("HANDOFF_REQUIRE_OHA").is_some() {
-        panic!("HANDOFF_REQUIRE_OHA is set but oha is not installed (set OHA or PATH)");
+    if found.is_none() && std::env::var_os("REQUIRE_OHA").is_some() {
+        panic!("REQUIRE_OHA is set but oha is not installed (set OHA or PATH)");
     }
     found
 }
