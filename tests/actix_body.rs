@@ -181,15 +181,6 @@ fn echo_sends_bodies_back_byte_for_byte() {
     }
 }
 
-async fn connect(addr: SocketAddr) -> RawConn<TcpStream> {
-    let stream = tokio::time::timeout(T10, TcpStream::connect(addr))
-        .await
-        .expect("connect timed out")
-        .expect("connect");
-    stream.set_nodelay(true).ok();
-    RawConn::new(stream)
-}
-
 /// Sends a request head announcing `length` body bytes, then `sent` of them.
 async fn send_partial(conn: &mut RawConn<TcpStream>, path: &str, length: usize, sent: usize) {
     let head =
@@ -204,7 +195,7 @@ async fn a_body_that_does_not_come_closes_the_connection_announced() {
     let (_server, addr) = blocking(|| start_actix(&dir, &[]));
 
     // Announces 1000 bytes, sends 10, never the rest.
-    let mut missing = connect(addr).await;
+    let mut missing = RawConn::connect(addr).await;
     let asked = Instant::now();
     send_partial(&mut missing, "/", 1000, 10).await;
     let reply = missing.response().await.expect("a response");
@@ -217,7 +208,7 @@ async fn a_body_that_does_not_come_closes_the_connection_announced() {
         .expect("closed cleanly after the response");
 
     // Sends 100 KiB at 20 KiB every 300 ms: slower than the rest may take.
-    let mut slow = connect(addr).await;
+    let mut slow = RawConn::connect(addr).await;
     send_partial(&mut slow, "/", 100 * 1024, 20 * 1024).await;
     let sender = tokio::spawn(async move {
         for _ in 0..4 {
@@ -245,7 +236,7 @@ async fn a_body_that_never_comes_does_not_hold_the_old_generation() {
     let old = blocking(|| server.wait_pid_file(T30)) as u32;
 
     // The handler sleeps 1 s and ignores the body, which never comes.
-    let mut stuck = connect(addr).await;
+    let mut stuck = RawConn::connect(addr).await;
     let mark = server.mark();
     let head = "GET /sleep?duration=1s HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n";
     stuck.stream.write_all(head.as_bytes()).await.unwrap();

@@ -11,21 +11,11 @@
 mod common;
 mod http_common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{T5, T10, T30, TempDir};
 use http_common::{RawConn, blocking, pid_in, start_actix};
 use tokio::net::TcpStream;
-
-async fn connect(addr: SocketAddr) -> RawConn<TcpStream> {
-    let stream = tokio::time::timeout(T10, TcpStream::connect(addr))
-        .await
-        .expect("connect timed out")
-        .expect("connect");
-    stream.set_nodelay(true).ok();
-    RawConn::new(stream)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_close_when_draining_and_fresh_ones_get_their_grace() {
@@ -33,7 +23,7 @@ async fn idle_connections_close_when_draining_and_fresh_ones_get_their_grace() {
     let (server, addr) = blocking(|| start_actix(&dir, &["--stop-timeout", "30"]));
     let old = blocking(|| server.wait_pid_file(T30)) as u32;
 
-    let mut keep_alive = connect(addr).await;
+    let mut keep_alive = RawConn::connect(addr).await;
     let reply = keep_alive.get("/").await.expect("GET /");
     assert_eq!(
         (reply.status, pid_in(&reply.body)),
@@ -41,10 +31,10 @@ async fn idle_connections_close_when_draining_and_fresh_ones_get_their_grace() {
         "{reply:?}"
     );
     assert_eq!(reply.header("connection"), None, "{reply:?}");
-    let silent = connect(addr).await;
+    let silent = RawConn::connect(addr).await;
 
     // A slow request holds the old generation for the whole test.
-    let mut slow = connect(addr).await;
+    let mut slow = RawConn::connect(addr).await;
     let mark = server.mark();
     slow.send_get("/sleep?duration=4s").await.unwrap();
     let sleeping = format!("sleeping 4s in pid {old}");
@@ -54,7 +44,7 @@ async fn idle_connections_close_when_draining_and_fresh_ones_get_their_grace() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
     // Accepted by the old generation just before the restart.
-    let mut fresh = connect(addr).await;
+    let mut fresh = RawConn::connect(addr).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     let signalled = Instant::now();

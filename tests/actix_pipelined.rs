@@ -11,7 +11,6 @@ mod http_common;
 use common::{T10, T30, TempDir};
 use http_common::{RawConn, blocking, pid_in, start_actix};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_while_draining() {
@@ -19,11 +18,7 @@ async fn pipelined_requests_are_answered_while_draining() {
     let (server, addr) = blocking(|| start_actix(&dir, &["--stop-timeout", "10"]));
     let old = blocking(|| server.wait_pid_file(T30)) as u32;
 
-    let stream = tokio::time::timeout(T10, TcpStream::connect(addr))
-        .await
-        .expect("connect timed out")
-        .expect("connect");
-    let mut conn = RawConn::new(stream);
+    let mut conn = RawConn::connect(addr).await;
     // The first request is still running when draining starts; the others
     // wait behind it, one with a body its handler does not read.
     let requests = [

@@ -25,7 +25,7 @@ async fn body(flavor: Flavor) {
     let old = blocking(|| server.wait_pid_file(T30));
     let mut conns = Vec::with_capacity(CONNECTIONS);
     for i in 0..CONNECTIONS {
-        let mut conn: RawConn<_> = super::raw_connect(addr).await;
+        let mut conn: RawConn<_> = super::RawConn::connect(addr).await;
         let reply = conn
             .get("/")
             .await

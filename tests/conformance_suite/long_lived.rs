@@ -35,7 +35,7 @@ async fn body(flavor: Flavor) {
     let old = blocking(|| server.wait_pid_file(T30)) as u32;
 
     // Idle connections of the old generation, each served one request.
-    let mut idle = super::raw_connect(addr).await;
+    let mut idle = super::RawConn::connect(addr).await;
     let reply = idle.get("/").await.expect("idle connection: GET /");
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(http_common::pid_in(&reply.body), Some(old), "{reply:?}");
@@ -64,7 +64,7 @@ async fn body(flavor: Flavor) {
 
     // A raw connection with a request in flight, on which the client will
     // pipeline two more once draining has started.
-    let mut piped = super::raw_connect(addr).await;
+    let mut piped = super::RawConn::connect(addr).await;
     let mark = server.mark();
     piped
         .send_get(&format!("/sleep?duration={PIPED}"))

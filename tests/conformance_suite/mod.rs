@@ -41,7 +41,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
-use tokio::net::TcpStream;
 
 use crate::common::{self, T10, T30, TempDir};
 use crate::http_common::{self, Mode, blocking};
@@ -224,18 +223,7 @@ pub fn terminate(server: &common::Server, pid: i32) {
 // A raw HTTP/1.1 connection, to tell a clean close from a reset
 // ---------------------------------------------------------------------------
 
-/// An HTTP/1.1 keep-alive connection driven by hand
-/// ([`http_common::RawConn`]): what the server does to it (end-of-file,
-/// reset, stray bytes) is seen as is.
-pub async fn raw_connect(addr: SocketAddr) -> http_common::RawConn<TcpStream> {
-    assert!(addr.ip().is_loopback(), "tests only talk to loopback");
-    let stream = tokio::time::timeout(T10, TcpStream::connect(addr))
-        .await
-        .expect("connect timed out")
-        .expect("connect");
-    stream.set_nodelay(true).ok();
-    http_common::RawConn::new(stream)
-}
+pub use http_common::RawConn;
 
 // ---------------------------------------------------------------------------
 // A streamed response body, read piece by piece

@@ -70,7 +70,7 @@ async fn body(flavor: Flavor) {
     // A body announced and never sent in full: the handler answers anyway;
     // the response says `Connection: close` and the connection then ends
     // cleanly (no reset, nothing more).
-    let mut conn = super::raw_connect(addr).await;
+    let mut conn = super::RawConn::connect(addr).await;
     conn.stream
         .write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\nonly this")
         .await

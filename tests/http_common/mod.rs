@@ -840,6 +840,21 @@ impl RawReply {
     }
 }
 
+impl RawConn<TcpStream> {
+    /// An HTTP/1.1 connection to `addr` driven by hand: what the server does
+    /// to it (end-of-file, reset, stray bytes) is seen as is. Loopback only;
+    /// the connect is bounded by 10 s.
+    pub async fn connect(addr: SocketAddr) -> RawConn<TcpStream> {
+        assert!(addr.ip().is_loopback(), "tests only talk to loopback");
+        let stream = tokio::time::timeout(common::T10, TcpStream::connect(addr))
+            .await
+            .expect("connect timed out")
+            .expect("connect");
+        stream.set_nodelay(true).ok();
+        RawConn::new(stream)
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> RawConn<S> {
     pub fn new(stream: S) -> RawConn<S> {
         RawConn {
