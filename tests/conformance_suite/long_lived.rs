@@ -79,10 +79,7 @@ async fn body(flavor: Flavor) {
     assert_eq!(from as u32, old);
 
     // A new request: the new generation answers, the slow one is in flight.
-    let mut quick = target.connect(Mode::KeepAlive).await.expect("connect");
-    let reply = quick.get("/").await.expect("GET / after the restart");
-    assert_eq!(reply.status, 200, "{reply:?}");
-    assert_eq!(reply.pid, Some(new as u32), "{reply:?}");
+    super::new_connections_reach(flavor, &target, old, new as u32).await;
     assert!(
         !slow.is_finished(),
         "the slow request must still be in flight when the new pid answers"

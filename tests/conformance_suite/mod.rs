@@ -209,6 +209,49 @@ pub fn wait_line(server: &common::Server, from: usize, line: &str) -> bool {
     blocking(|| server.wait_line(from, T30, |l| l == line)).is_some()
 }
 
+/// After a restart, a new connection is answered by the new generation
+/// `new`. actix pauses its accept thread asynchronously, so the old
+/// generation `old` may still take one connection after the pid file
+/// changed: that one must be answered, with `Connection: close`, and the
+/// next must reach `new` (at most 3 connections).
+pub async fn new_connections_reach(
+    flavor: Flavor,
+    target: &http_common::Target,
+    old: u32,
+    new: u32,
+) {
+    let mut answered_by_old = 0;
+    for attempt in 0..3 {
+        let mut quick = target.connect(Mode::KeepAlive).await.expect("connect");
+        let reply = quick.get("/").await.expect("GET / after the restart");
+        assert_eq!(reply.status, 200, "{reply:?}");
+        if reply.pid == Some(new) {
+            break;
+        }
+        assert_eq!(reply.pid, Some(old), "{reply:?}");
+        assert_eq!(
+            reply.connection.as_deref(),
+            Some("close"),
+            "[{}] the old generation answered a new connection after the restart \
+             without Connection: close: {reply:?}",
+            flavor.name
+        );
+        answered_by_old += 1;
+        assert!(
+            attempt < 2,
+            "[{}] the new generation never answered",
+            flavor.name
+        );
+    }
+    if answered_by_old > 0 {
+        println!(
+            "[{}] {answered_by_old} new connection(s) answered by the old generation (with \
+             Connection: close) after the pid file changed",
+            flavor.name
+        );
+    }
+}
+
 /// SIGTERM to `pid` (a later generation) and waits until it is gone.
 pub fn terminate(server: &common::Server, pid: i32) {
     server.signal(pid, common::Signal::TERM);
