@@ -390,7 +390,12 @@ impl Conn {
                 s.send_request(request).await
             }
             Sender::H2(s) => {
-                s.ready().await?;
+                // A connection that is gone before the request is handed to
+                // it: nothing was sent.
+                if let Err(e) = s.ready().await {
+                    self.unsent = true;
+                    return Err(e);
+                }
                 match s.try_send_request(request).await {
                     Ok(response) => Ok(response),
                     Err(mut e) => {
