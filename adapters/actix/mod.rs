@@ -90,7 +90,7 @@ mod server;
 mod service;
 
 pub use body::TrackedBody;
-pub use draining::Draining;
+pub use crate::Draining;
 pub use server::Server;
 pub use service::{DrainFactory, DrainService, DrainingApp};
 
