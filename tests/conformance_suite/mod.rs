@@ -19,7 +19,8 @@
 //! - [`drain_signal`]: long-lived responses see the drain signal and end;
 //! - [`idle_connections`]: 1,000 idle keep-alive connections close cleanly
 //!   and the old generation does not linger on them;
-//! - [`unread_body`]: request bodies a handler ignores never fail a request.
+//! - [`unread_body`]: request bodies a handler ignores never fail a request;
+//! - [`take_back`]: a successor that dies after ready hands the listeners back.
 //!
 //! The scenarios run one at a time (see [`run`]): restarts under load are
 //! sensitive to CPU starvation, and the timing bounds too. Loopback only,
@@ -32,6 +33,7 @@ pub mod idle_connections;
 pub mod long_lived;
 pub mod restart_under_load;
 pub mod shutdown_bounds;
+pub mod take_back;
 pub mod unread_body;
 
 use std::future::Future;
@@ -104,6 +106,11 @@ macro_rules! conformance {
             #[test]
             fn idle_connections_closed_without_lingering() {
                 suite::idle_connections::run(FLAVOR);
+            }
+
+            #[test]
+            fn successor_dead_after_ready_is_taken_back() {
+                suite::take_back::run(FLAVOR);
             }
 
             #[test]
