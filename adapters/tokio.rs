@@ -60,7 +60,11 @@ impl crate::Accept for ::tokio::net::TcpListener {
     type Connection = ::tokio::net::TcpStream;
 
     fn accept(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send {
-        async { ::tokio::net::TcpListener::accept(self).await.map(|(s, _)| s) }
+        async {
+            ::tokio::net::TcpListener::accept(self)
+                .await
+                .map(|(s, _)| s)
+        }
     }
 }
 
@@ -68,7 +72,11 @@ impl crate::Accept for ::tokio::net::UnixListener {
     type Connection = ::tokio::net::UnixStream;
 
     fn accept(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send {
-        async { ::tokio::net::UnixListener::accept(self).await.map(|(s, _)| s) }
+        async {
+            ::tokio::net::UnixListener::accept(self)
+                .await
+                .map(|(s, _)| s)
+        }
     }
 }
 

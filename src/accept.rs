@@ -170,13 +170,24 @@ mod tests {
         group.begin_drain();
         queue.lock().unwrap().push_back(Ok(3));
         assert!(!ended(&mut accept_loop));
-        assert_eq!(served.lock().unwrap().len(), 2, "nothing accepted while draining");
+        assert_eq!(
+            served.lock().unwrap().len(),
+            2,
+            "nothing accepted while draining"
+        );
         served.lock().unwrap().clear();
-        assert!(group.idle().now_or_never().is_some(), "a paused loop is idle");
+        assert!(
+            group.idle().now_or_never().is_some(),
+            "a paused loop is idle"
+        );
 
         group.resume();
         assert!(!ended(&mut accept_loop));
-        assert_eq!(served.lock().unwrap().len(), 1, "the queued connection is served");
+        assert_eq!(
+            served.lock().unwrap().len(),
+            1,
+            "the queued connection is served"
+        );
 
         group.begin_drain();
         assert!(!ended(&mut accept_loop));

@@ -568,7 +568,10 @@ mod tests {
         let acts = m.on(Event::Started, t0);
         assert_eq!(names(&acts), ["WritePidFile", "Notify", "Notify", "Ready"]);
         assert!(matches!(acts[0], Action::WritePidFile(1)));
-        assert!(matches!(acts[1], Action::Notify(Notify::Ready { main_pid: 1 })));
+        assert!(matches!(
+            acts[1],
+            Action::Notify(Notify::Ready { main_pid: 1 })
+        ));
         let mut m = Machine::new(Timeouts::default(), 2, true);
         assert_eq!(names(&m.on(Event::Started, t0)), ["Notify", "Ready"]);
     }
@@ -587,10 +590,19 @@ mod tests {
         let acts = m.on(Event::ChildReady { pid: 7 }, t0 + secs(1));
         assert_eq!(
             names(&acts),
-            ["RestartDone", "BeginDrain", "WritePidFile", "Notify", "Notify"]
+            [
+                "RestartDone",
+                "BeginDrain",
+                "WritePidFile",
+                "Notify",
+                "Notify"
+            ]
         );
         assert!(matches!(acts[2], Action::WritePidFile(7)));
-        assert!(matches!(acts[3], Action::Notify(Notify::Ready { main_pid: 7 })));
+        assert!(matches!(
+            acts[3],
+            Action::Notify(Notify::Ready { main_pid: 7 })
+        ));
         assert!(!m.is_accepting());
         assert_eq!(m.deadline(), Some(t0 + secs(31)));
         let acts = m.on(Event::DrainIdle, t0 + secs(2));
@@ -728,7 +740,15 @@ mod tests {
         let mut m = Machine::new(Timeouts::default(), 1, false);
         assert_eq!(
             names(&m.on(Event::RestartRequested, t0)),
-            ["WritePidFile", "Notify", "Notify", "Ready", "Notify", "Notify", "Spawn"]
+            [
+                "WritePidFile",
+                "Notify",
+                "Notify",
+                "Ready",
+                "Notify",
+                "Notify",
+                "Spawn"
+            ]
         );
     }
 }

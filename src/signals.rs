@@ -65,11 +65,8 @@ mod tests {
     #[test]
     fn a_caught_signal_is_delivered_once() {
         let mut early = EarlySignals::catch(&[Signal::Usr1]);
-        rustix::process::kill_process(
-            rustix::process::getpid(),
-            rustix::process::Signal::USR1,
-        )
-        .unwrap();
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::USR1)
+            .unwrap();
         // Another thread of the test harness may take it, a moment later.
         let flag = early.caught[0].1.clone();
         for _ in 0..1000 {

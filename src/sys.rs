@@ -228,7 +228,5 @@ pub(crate) fn raise_on_signal(
     // closure and its Arc are dropped by `unregister`, outside the handler).
     // signal-hook-registry chains it with the handlers the runtimes register
     // later through the same registry.
-    unsafe {
-        signal_hook_registry::register(signal, move || flag.store(true, Ordering::SeqCst))
-    }
+    unsafe { signal_hook_registry::register(signal, move || flag.store(true, Ordering::SeqCst)) }
 }

@@ -89,8 +89,8 @@ mod request_body;
 mod server;
 mod service;
 
-pub use body::TrackedBody;
 pub use crate::Draining;
+pub use body::TrackedBody;
 pub use server::Server;
 pub use service::{DrainFactory, DrainService, DrainingApp};
 

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use futures_util::FutureExt;
 
 use super::drain::{Shared, stop_now};
-use crate::Draining;
 use super::service::DrainingApp;
+use crate::Draining;
 use crate::{Address, Drainable, Error, ExitReason, Handoff, Result};
 
 /// Default for [`Server::idle_grace`].

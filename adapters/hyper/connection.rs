@@ -130,7 +130,8 @@ pub(super) async fn serve<R, L, S, B>(
     );
     #[cfg(feature = "tls")]
     if let Some(acceptor) = config.tls.clone() {
-        let tls = match client_step(acceptor.accept(io), &draining, &config, accepted, false).await {
+        let tls = match client_step(acceptor.accept(io), &draining, &config, accepted, false).await
+        {
             Step::Go(Ok(tls)) => tls,
             Step::Go(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
             Step::Close | Step::Abort => return,

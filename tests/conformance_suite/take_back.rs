@@ -27,8 +27,16 @@ const BURST: usize = 20;
 const AFTER: Duration = Duration::from_secs(2);
 
 pub fn run(flavor: Flavor) {
-    super::run(flavor, "successor killed after ready: taken back", while_draining);
-    super::run(flavor, "successor killed after the old generation exited", after_exit);
+    super::run(
+        flavor,
+        "successor killed after ready: taken back",
+        while_draining,
+    );
+    super::run(
+        flavor,
+        "successor killed after the old generation exited",
+        after_exit,
+    );
 }
 
 /// One request on a new connection, within 5 s; the pid that answered, or
@@ -83,7 +91,11 @@ async fn while_draining(flavor: Flavor) {
     for (i, task) in burst.into_iter().enumerate() {
         match task.await.expect("burst task") {
             Ok(pid) => {
-                assert_eq!(pid, old, "[{}] burst request {i} after the kill", flavor.name);
+                assert_eq!(
+                    pid, old,
+                    "[{}] burst request {i} after the kill",
+                    flavor.name
+                );
                 answered += 1;
             }
             Err(e) => panic!(
@@ -118,7 +130,11 @@ async fn while_draining(flavor: Flavor) {
 
     let lost = format!("restart failed: successor pid {new} exited after it was ready");
     blocking(|| server.wait_line(mark, T10, |l| l.starts_with(&lost))).unwrap_or_else(|| {
-        panic!("[{}] no report of the lost successor\n{}", flavor.name, server.diagnostics())
+        panic!(
+            "[{}] no report of the lost successor\n{}",
+            flavor.name,
+            server.diagnostics()
+        )
     });
     assert_eq!(
         server.pid_file_pid(),
