@@ -809,7 +809,8 @@ pub fn p7_deterministic(trace: &Trace) -> Verdict {
 
 /// Property 8: the pid file and MAINPID name the generation that accepts.
 /// Within a step, a successor's `WritePidFile` comes after `BeginDrain`, and
-/// `Notify(Ready{p})` after `WritePidFile(p)` (the pid file before MAINPID);
+/// `Notify(Ready{p})` after `WritePidFile(p)` (the pid file written before
+/// MAINPID is told, each time);
 /// `RemovePidFile` only when draining for a shutdown. After each step until
 /// `Exit`: while this generation accepts, the pid file and the last `Ready`
 /// name it; while it drains for a successor, they name the successor; while
@@ -824,7 +825,7 @@ pub fn p8_pid_file_names_who_accepts(trace: &Trace) -> Verdict {
         if exited {
             return Ok(()); // p5 checks what comes after Exit
         }
-        let mut handed_to = None;
+        let (mut handed_to, mut written) = (None, None);
         for a in &s.actions {
             match a {
                 Action::RestartDone(Ok(pid)) => handed_to = Some(*pid),
@@ -835,17 +836,15 @@ pub fn p8_pid_file_names_who_accepts(trace: &Trace) -> Verdict {
                         Some(*pid) == drain.unwrap_or(Some(OWN)),
                         "WritePidFile({pid}), draining: {drain:?}"
                     );
-                    pid_file = Some(*pid);
+                    (pid_file, written) = (Some(*pid), Some(*pid));
                 }
                 Action::RemovePidFile => {
                     ensure!(drain == Some(None), "RemovePidFile but not shutting down");
                     pid_file = None;
                 }
                 Action::Notify(Notify::Ready { main_pid: pid }) => {
-                    ensure!(
-                        pid_file == Some(*pid),
-                        "MAINPID={pid} but the pid file names {pid_file:?}"
-                    );
+                    let why = "without writing the pid file first in the same step";
+                    ensure!(written == Some(*pid), "MAINPID={pid} {why}");
                     main_pid = Some(*pid);
                 }
                 Action::Exit(_) => exited = true,
