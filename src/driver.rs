@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::handle::Command as HandleCommand;
 use crate::handoff::{Handoff, Hooks};
 use crate::host::{Driver, Host};
-use crate::inherited::own_pid;
+use crate::inherited::{ParentLink, own_pid};
 use crate::machine::{Action, Event, ExitReason, Machine, Notify};
 use crate::registry::Listeners;
 use crate::runtime::{Runtime, Signal};
@@ -54,6 +54,8 @@ struct ProcessHost<'a, D: Drainable> {
     events: mpsc::UnboundedSender<Event>,
     waiters: Vec<oneshot::Sender<Result<u32>>>,
     successor: Option<Successor>,
+    /// The channel to the parent, while it drains.
+    parent: Option<ParentLink>,
     /// Resolves once the server is idle, while draining.
     idle: Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
 }
@@ -137,6 +139,14 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
         }
     }
 
+    fn tell_parent_stopping(&mut self) {
+        if let Some(parent) = &self.parent {
+            if let Err(e) = parent.send_stopping() {
+                tracing::debug!("cannot tell the parent: {e}");
+            }
+        }
+    }
+
     fn restart_done(&mut self, result: Result<u32>) {
         match &result {
             Ok(pid) => tracing::info!(successor = pid, "restart complete"),
@@ -211,26 +221,24 @@ impl<'a, R: Runtime, D: Drainable> Loop<'a, R, D> {
 
         handoff.listeners.close_unclaimed();
         let (events_tx, events_rx) = mpsc::unbounded();
-        let parent_alive = match handoff.parent.take() {
-            Some(parent) => {
-                let parent_pid = parent.pid();
-                match parent.send_ready() {
-                    Ok(()) => {
-                        tracing::info!(parent = parent_pid, "the previous generation drains");
-                        let tx = events_tx.clone();
-                        parent.watch(move || {
-                            let _ = tx.unbounded_send(Event::ParentExited);
-                        });
-                        true
-                    }
-                    Err(e) => {
-                        tracing::warn!(parent = parent_pid, "parent gone before ready: {e}");
-                        false
-                    }
+        let parent = handoff.parent.take().and_then(|parent| {
+            let parent_pid = parent.pid();
+            match parent.send_ready() {
+                Ok(()) => {
+                    tracing::info!(parent = parent_pid, "the previous generation drains");
+                    let tx = events_tx.clone();
+                    parent.watch(move || {
+                        let _ = tx.unbounded_send(Event::ParentExited);
+                    });
+                    Some(parent)
+                }
+                Err(e) => {
+                    tracing::warn!(parent = parent_pid, "parent gone before ready: {e}");
+                    None
                 }
             }
-            None => false,
-        };
+        });
+        let parent_alive = parent.is_some();
         let host = ProcessHost {
             server,
             pid_file: handoff.pid_file,
@@ -240,6 +248,7 @@ impl<'a, R: Runtime, D: Drainable> Loop<'a, R, D> {
             events: events_tx,
             waiters: Vec::new(),
             successor: None,
+            parent,
             idle: None,
         };
         let machine = Machine::new(handoff.timeouts, own_pid(), parent_alive);

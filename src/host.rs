@@ -38,6 +38,9 @@ pub trait Host {
     fn remove_pid_file(&mut self);
     /// This generation is ready ([`Action::Ready`]).
     fn ready(&mut self);
+    /// Tells the parent this generation shuts down deliberately
+    /// ([`Action::TellParentStopping`]).
+    fn tell_parent_stopping(&mut self);
     /// Reports a restart's result to whoever waits for it ([`Action::RestartDone`]).
     fn restart_done(&mut self, result: Result<u32, Error>);
     /// Reports a successor lost after it was ready ([`Action::SuccessorLost`]).
@@ -108,6 +111,7 @@ impl<H: Host> Driver<H> {
             Action::WritePidFile(pid) => host.write_pid_file(pid),
             Action::RemovePidFile => host.remove_pid_file(),
             Action::Ready => host.ready(),
+            Action::TellParentStopping => host.tell_parent_stopping(),
             Action::RestartDone(result) => host.restart_done(result),
             Action::SuccessorLost { pid, status } => {
                 host.successor_lost(Error::SuccessorLost { pid, status })

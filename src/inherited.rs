@@ -112,7 +112,7 @@ impl Inheritance {
                 rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)
                     .map_err(|e| Error::channel("set close-on-exec", e.into()))?;
                 parent = Some(ParentLink {
-                    channel: fd,
+                    channel: std::sync::Arc::new(fd),
                     pid: rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32),
                 });
                 continue;
@@ -225,7 +225,7 @@ pub(crate) fn read_identity(fd: BorrowedFd<'_>) -> io::Result<u32> {
 /// The channel to the parent generation.
 #[derive(Debug)]
 pub(crate) struct ParentLink {
-    channel: OwnedFd,
+    channel: std::sync::Arc<OwnedFd>,
     pid: u32,
 }
 
@@ -237,24 +237,37 @@ impl ParentLink {
 
     /// Tells the parent this generation accepts: it may stop accepting.
     pub(crate) fn send_ready(&self) -> Result<(), Error> {
+        self.send(protocol::READY)
+            .map_err(|e| Error::channel("send ready", e.into()))
+    }
+
+    /// Tells the parent this generation is shutting down deliberately: its
+    /// exit is not a crash the parent should recover from.
+    pub(crate) fn send_stopping(&self) -> Result<(), Error> {
+        self.send(protocol::STOPPING)
+            .map_err(|e| Error::channel("send stopping", e.into()))
+    }
+
+    fn send(&self, byte: u8) -> Result<(), rustix::io::Errno> {
         loop {
-            match rustix::net::send(&self.channel, &[protocol::READY], SendFlags::NOSIGNAL) {
+            match rustix::net::send(&*self.channel, &[byte], SendFlags::NOSIGNAL) {
                 Ok(_) => return Ok(()),
                 Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(Error::channel("send ready", e.into())),
+                Err(e) => return Err(e),
             }
         }
     }
 
     /// Calls `on_exit` from a thread once the parent has exited (its end of
     /// the channel closed).
-    pub(crate) fn watch(self, on_exit: impl FnOnce() + Send + 'static) {
+    pub(crate) fn watch(&self, on_exit: impl FnOnce() + Send + 'static) {
+        let channel = self.channel.clone();
         let spawned = std::thread::Builder::new()
             .name("handoff-parent".into())
             .spawn(move || {
                 let mut buf = [0u8; 64];
                 loop {
-                    match rustix::net::recv(self.channel.as_fd(), &mut buf, RecvFlags::empty()) {
+                    match rustix::net::recv(channel.as_fd(), &mut buf, RecvFlags::empty()) {
                         Ok((0, _)) => break,
                         Ok(_) | Err(rustix::io::Errno::INTR) => continue,
                         Err(_) => break,

@@ -74,6 +74,12 @@ pub enum Event {
         /// Its pid.
         pid: u32,
     },
+    /// The successor, ready before, said it is shutting down deliberately (it
+    /// was told to stop, not to hand over): its exit is not a crash.
+    ChildStopping {
+        /// Its pid.
+        pid: u32,
+    },
     /// A successor exited and was reaped.
     ChildExited {
         /// Its pid.
@@ -152,6 +158,9 @@ pub enum Action {
     RemovePidFile,
     /// This generation is ready: run the ready hook.
     Ready,
+    /// Tell the parent, still draining, that this generation shuts down
+    /// deliberately ([`Event::ChildStopping`] on its side).
+    TellParentStopping,
     /// Answer everyone waiting for a restart, and report the result.
     RestartDone(Result<u32, Error>),
     /// The successor died after it said ready; this generation took the
@@ -184,6 +193,7 @@ impl Action {
             Action::WritePidFile(_) => "WritePidFile",
             Action::RemovePidFile => "RemovePidFile",
             Action::Ready => "Ready",
+            Action::TellParentStopping => "TellParentStopping",
             Action::RestartDone(_) => "RestartDone",
             Action::SuccessorLost { .. } => "SuccessorLost",
             Action::Coalesced => "Coalesced",
@@ -227,6 +237,10 @@ pub struct Machine {
     parent_alive: bool,
     restart_deferred: bool,
     shutdown_pending: bool,
+    /// A shutdown was asked of this generation: it never takes back.
+    shutdown_asked: bool,
+    /// The successor said it stops deliberately: its exit is no crash.
+    successor_stopping: Option<u32>,
     idle: bool,
     unreaped: Option<u32>,
 }
@@ -244,6 +258,8 @@ impl Machine {
             parent_alive,
             restart_deferred: false,
             shutdown_pending: false,
+            shutdown_asked: false,
+            successor_stopping: None,
             idle: false,
             unreaped: None,
         }
@@ -329,6 +345,7 @@ impl Machine {
                     }
                 }
             }
+            Event::ChildStopping { pid } => self.successor_stopping = Some(pid),
             Event::ChildExited { pid, status } => self.on_child_exited(pid, status, now, &mut out),
             Event::ParentExited => {
                 if self.parent_alive {
@@ -337,6 +354,7 @@ impl Machine {
                     // it could, the pid file must still name the one serving.
                     if self.is_accepting() {
                         out.push(Action::WritePidFile(self.pid));
+                        out.push(Action::Notify(Notify::Ready { main_pid: self.pid }));
                     }
                     if self.restart_deferred && matches!(self.phase, Phase::Serving) {
                         self.restart_deferred = false;
@@ -389,6 +407,7 @@ impl Machine {
     }
 
     fn on_shutdown(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.shutdown_asked = true;
         match self.phase.clone() {
             Phase::Starting | Phase::Serving => {
                 if self.restart_deferred {
@@ -433,7 +452,15 @@ impl Machine {
             | Phase::Hammered {
                 successor: Some(child),
                 ..
-            } if child == pid => self.take_back(pid, status, out),
+            } if child == pid => {
+                // A successor that stopped deliberately, or a generation told
+                // to shut down itself (systemd's stop signals every process
+                // of the service), has nothing to take back.
+                if self.shutdown_asked || self.successor_stopping == Some(pid) {
+                    return;
+                }
+                self.take_back(pid, status, out)
+            }
             _ => {}
         }
     }
@@ -515,6 +542,9 @@ impl Machine {
                 ))));
             }
             None => {
+                if self.parent_alive {
+                    out.push(Action::TellParentStopping);
+                }
                 out.push(Action::Notify(Notify::Stopping));
                 out.push(Action::Notify(Notify::Status(
                     "shutting down; draining".into(),
@@ -685,7 +715,7 @@ mod tests {
         assert_eq!(names(&m.on(Event::RestartRequested, t0)), ["Deferred"]);
         assert_eq!(
             names(&m.on(Event::ParentExited, t0)),
-            ["WritePidFile", "Notify", "Notify", "Spawn"]
+            ["WritePidFile", "Notify", "Notify", "Notify", "Spawn"]
         );
     }
 
@@ -748,6 +778,48 @@ mod tests {
                 "Notify",
                 "Notify",
                 "Spawn"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_successor_that_stops_deliberately_or_a_shutdown_is_not_taken_back() {
+        let t0 = Instant::now();
+        let exited = |pid| Event::ChildExited {
+            pid,
+            status: "exit status 0".into(),
+        };
+        // The successor was told to stop (it said so before exiting).
+        let mut m = started(false, t0);
+        m.on(Event::RestartRequested, t0);
+        m.on(Event::ChildSpawned { pid: 7 }, t0);
+        m.on(Event::ChildReady { pid: 7 }, t0);
+        assert!(m.on(Event::ChildStopping { pid: 7 }, t0).is_empty());
+        assert!(m.on(exited(7), t0).is_empty());
+        assert!(!m.is_accepting());
+        // Both generations were told to stop (systemd signals the whole
+        // service).
+        let mut m = started(false, t0);
+        m.on(Event::RestartRequested, t0);
+        m.on(Event::ChildSpawned { pid: 7 }, t0);
+        m.on(Event::ChildReady { pid: 7 }, t0);
+        assert!(m.on(Event::ShutdownRequested, t0).is_empty());
+        assert!(m.on(exited(7), t0).is_empty());
+        assert!(!m.is_accepting());
+    }
+
+    #[test]
+    fn a_successor_shutting_down_while_its_parent_drains_tells_it() {
+        let t0 = Instant::now();
+        let mut m = started(true, t0);
+        assert_eq!(
+            names(&m.on(Event::ShutdownRequested, t0)),
+            [
+                "BeginDrain",
+                "TellParentStopping",
+                "Notify",
+                "Notify",
+                "RemovePidFile"
             ]
         );
     }

@@ -35,6 +35,9 @@ pub const ALL_VARS: [&str; 5] = [
 pub const VERSION: u32 = 1;
 /// The byte a child writes on the channel once it accepts connections.
 pub const READY: u8 = b'R';
+/// The byte a ready child sends its parent when it starts a shutdown (not a
+/// handover): its exit is deliberate, not a crash to recover from.
+pub const STOPPING: u8 = b'S';
 /// The largest number of inherited sockets accepted.
 pub const MAX_FDS: usize = 4096;
 /// systemd's name for a socket passed without a name.

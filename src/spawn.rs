@@ -193,6 +193,9 @@ fn watch(pid: u32, channel: OwnedFd, pidfd: Arc<OwnedFd>, events: UnboundedSende
     match wait_ready(channel.as_fd()) {
         Readiness::Ready => {
             let _ = events.unbounded_send(Event::ChildReady { pid });
+            if wait_stopping_or_exit(channel.as_fd(), pidfd.as_fd()) {
+                let _ = events.unbounded_send(Event::ChildStopping { pid });
+            }
         }
         Readiness::Closed => {}
         Readiness::Malformed(byte) => tracing::warn!(
@@ -228,6 +231,36 @@ pub(crate) enum Readiness {
     Malformed(u8),
     /// The channel failed.
     Failed(rustix::io::Errno),
+}
+
+/// After ready: waits until the successor says it is stopping (true) or
+/// exits, whichever comes first. Any other byte, or end-of-file, ends the
+/// reading; the exit is then awaited by the caller.
+fn wait_stopping_or_exit(channel: BorrowedFd<'_>, pidfd: BorrowedFd<'_>) -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
+    loop {
+        let mut fds = [
+            PollFd::new(&channel, PollFlags::IN),
+            PollFd::new(&pidfd, PollFlags::IN),
+        ];
+        match poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
+        }
+        if !fds[1].revents().is_empty() {
+            return false;
+        }
+        if fds[0].revents().is_empty() {
+            continue;
+        }
+        let mut byte = [0u8; 1];
+        return match rustix::net::recv(channel, &mut byte, RecvFlags::DONTWAIT) {
+            Ok((1, _)) => byte[0] == protocol::STOPPING,
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => continue,
+            _ => false,
+        };
+    }
 }
 
 /// Reads the successor's first byte: one `recv` of one byte at a time, so a

@@ -61,6 +61,9 @@ enum Move {
     ChildReady(Index),
     /// A live child exits (crash, kill landing, or the successor dying).
     ChildExits(Index),
+    /// A live child that said ready says it stops deliberately (it was told
+    /// to shut down).
+    ChildStops(Index),
     ParentExits,
     WorkArrives,
     WorkFinishes,
@@ -112,6 +115,7 @@ fn world_move() -> impl Strategy<Value = Move> {
         3 => Just(Move::Shutdown),
         12 => any::<Index>().prop_map(Move::ChildReady),
         6 => any::<Index>().prop_map(Move::ChildExits),
+        2 => any::<Index>().prop_map(Move::ChildStops),
         4 => Just(Move::ParentExits),
         2 => Just(Move::WorkArrives),
         4 => Just(Move::WorkFinishes),
@@ -172,6 +176,13 @@ fn play(w: &mut World, mv: &Move) {
         Move::ChildExits(ix) => {
             if let Some(pid) = pick(ix, &w.alive(false)) {
                 w.child_exits(pid, Origin::World);
+            }
+        }
+        Move::ChildStops(ix) => {
+            let mut ready = w.alive(false);
+            ready.retain(|pid| w.ready_sent.contains(pid));
+            if let Some(pid) = pick(ix, &ready) {
+                w.deliver(Event::ChildStopping { pid }, Origin::World);
             }
         }
         Move::ParentExits => w.parent_exits(Origin::World),

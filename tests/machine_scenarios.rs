@@ -225,7 +225,7 @@ fn restart_while_the_successor_waits_for_its_parent_is_deferred() {
     assert_eq!(at(&mut w, 0, Event::RestartRequested), "Deferred");
     assert!(w.machine().is_accepting());
     let acts = at(&mut w, 1, Event::ParentExited);
-    assert_eq!(acts, format!("WritePidFile(1), {SPAWN}"));
+    assert_eq!(acts, format!("WritePidFile(1), MAINPID=1, {SPAWN}"));
     let again = w.deliver(Event::ParentExited, Origin::Nonsense);
     assert!(again.actions.is_empty(), "a second ParentExited");
     assert_eq!(at(&mut w, 2, Event::RestartRequested), "Coalesced");
@@ -237,7 +237,10 @@ fn restart_while_the_successor_waits_for_its_parent_is_deferred() {
     let mut w = started(true);
     at(&mut w, 0, Event::RestartRequested);
     let acts = at(&mut w, 0, Event::ShutdownRequested);
-    assert_eq!(acts, format!("RestartDone(ShuttingDown), {SHUTDOWN_DRAIN}"));
+    assert_eq!(
+        acts,
+        "RestartDone(ShuttingDown), BeginDrain, TellParentStopping, STOPPING, STATUS, RemovePidFile"
+    );
     assert_eq!(at(&mut w, 1, Event::ParentExited), "");
     settled(w);
 }

@@ -11,6 +11,9 @@
 //! at once): there is nothing to take back, and new connections are refused.
 //! That is the documented behaviour (README, "When the new build dies after
 //! it said ready"); supervisor mode and systemd's `Restart=` are the way out.
+//!
+//! (c) The successor is told to stop while the old generation drains: a
+//! deliberate exit, nothing is taken back.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +39,11 @@ pub fn run(flavor: Flavor) {
         flavor,
         "successor killed after the old generation exited",
         after_exit,
+    );
+    super::run(
+        flavor,
+        "successor stopped while the old generation drains",
+        successor_stopped,
     );
 }
 
@@ -199,6 +207,49 @@ async fn after_exit(flavor: Flavor) {
     println!(
         "[{}] take-back after the old generation exited: nothing to take back; connections \
          refused, as documented",
+        flavor.name
+    );
+}
+
+/// (c) The successor is told to stop (SIGTERM) while the old generation
+/// still drains: its exit is deliberate, and nothing is taken back. The old
+/// generation finishes its slow request and exits; connections are refused.
+async fn successor_stopped(flavor: Flavor) {
+    let dir = TempDir::new(&format!("cf-takeback-stop-{}", flavor.name));
+    let (server, addr) = flavor.start(&dir, &["--stop-timeout", "30"]);
+    let target = Target::plain(addr);
+    let old = blocking(|| server.wait_pid_file(T30));
+    let mut slow_conn = target.connect(Mode::KeepAlive).await.expect("connect");
+    let mark = server.mark();
+    let slow = tokio::spawn(async move {
+        slow_conn
+            .get(&format!("/sleep?duration={SLOW}"))
+            .await
+            .map_err(|e| e.to_string())
+    });
+    let sleeping = format!("sleeping {SLOW} in pid {old}");
+    blocking(|| server.wait_line(mark, T10, |l| l == sleeping))
+        .expect("the old generation never started the slow request");
+    let (_, new, _) = blocking(|| server.restart(common::Signal::HUP, T30));
+    super::terminate(&server, new);
+    let slow = tokio::time::timeout(T10, slow)
+        .await
+        .expect("the slow request did not finish")
+        .expect("slow task")
+        .unwrap_or_else(|e| panic!("[{}] the slow request failed: {e}", flavor.name));
+    assert_eq!(slow.pid, Some(old as u32), "{slow:?}");
+    assert!(
+        blocking(|| common::wait_gone(old, T10)),
+        "[{}] the old generation took the listeners back from a successor that was told to stop\n{}",
+        flavor.name,
+        server.diagnostics()
+    );
+    assert!(
+        !server
+            .lines()
+            .iter()
+            .any(|l| l.contains("exited after it was ready")),
+        "[{}] a deliberate stop was reported as a lost successor",
         flavor.name
     );
 }

@@ -68,6 +68,9 @@ impl Host for FakeHost {
     fn ready(&mut self) {
         self.log.push(Action::Ready);
     }
+    fn tell_parent_stopping(&mut self) {
+        self.log.push(Action::TellParentStopping);
+    }
     fn restart_done(&mut self, result: Result<u32, Error>) {
         self.log.push(Action::RestartDone(result));
     }
@@ -865,12 +868,30 @@ pub fn p8_pid_file_names_who_accepts(trace: &Trace) -> Verdict {
 /// generation lives (no `Exit` yet), is taken back from: the step is exactly
 /// `Resume, WritePidFile(own), Notify(Ready{own}), Notify(Status),
 /// SuccessorLost{it}`, after which there is no deadline and the machine
-/// accepts until it drains again. `Resume` and `SuccessorLost` come at no
-/// other time, so each loss is reported once.
+/// accepts until it drains again. Unless its exit was deliberate (it said it
+/// stops) or this generation was asked to shut down: then nothing happens.
+/// `Resume` and `SuccessorLost` come at no other time, so each loss is
+/// reported once.
 pub fn p9_a_lost_successor_leaves_the_parent_serving(trace: &Trace) -> Verdict {
     let (mut successor, mut serving_again) = (None, false);
+    let (mut shutdown_asked, mut stopping) = (false, None);
     each_step(trace, |s| {
         match &s.event {
+            Event::ShutdownRequested => shutdown_asked = true,
+            Event::ChildStopping { pid } => stopping = Some(*pid),
+            _ => {}
+        }
+        match &s.event {
+            Event::ChildExited { pid, .. }
+                if Some(*pid) == successor && (shutdown_asked || stopping == Some(*pid)) =>
+            {
+                ensure!(
+                    s.actions.is_empty(),
+                    "successor {pid} stopped deliberately (or a shutdown was asked): [{}]",
+                    brief(&s.actions)
+                );
+                successor = None;
+            }
             Event::ChildExited { pid, status } if Some(*pid) == successor => {
                 let got = brief(&s.actions);
                 let want = format!(
