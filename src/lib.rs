@@ -68,6 +68,7 @@ mod runtime;
 mod signals;
 mod socket;
 mod spawn;
+pub mod supervisor;
 mod sys;
 mod unix_socket;
 
