@@ -2,3 +2,4 @@
 //! runs each generation as its child.
 
 pub mod machine;
+mod wire;
