@@ -75,9 +75,9 @@ fn main() -> ExitCode {
     };
     raise_fd_limit();
     // Take the inherited sockets before actix starts its threads.
-    let handoff = match cli.builder().build() {
-        Ok(h) => h,
-        Err(e) => return cli.fail(e),
+    let handoff = match cli.launch() {
+        Ok(handoff) => handoff,
+        Err(code) => return code,
     };
     match actix_web::rt::System::new().block_on(serve(handoff, &cli)) {
         Ok(reason) => cli.done(reason),

@@ -70,9 +70,9 @@ fn main() -> ExitCode {
         }
     };
     // Take the inherited sockets before the runtime starts its threads.
-    let handoff = match cli.builder().build() {
-        Ok(h) => h,
-        Err(e) => return cli.fail(e),
+    let handoff = match cli.launch() {
+        Ok(handoff) => handoff,
+        Err(code) => return code,
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(serve(handoff, &cli.listen)) {

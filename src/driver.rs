@@ -147,6 +147,17 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
         }
     }
 
+    fn ask_supervisor(&mut self) {
+        let sent = match &self.parent {
+            Some(parent) => crate::supervisor::wire::send_restart(parent.channel()),
+            None => Err(std::io::Error::other("no supervisor")),
+        };
+        if let Err(e) = sent {
+            // The supervisor is gone: that is reported as the parent exiting.
+            tracing::error!("cannot ask the supervisor for a restart: {e}");
+        }
+    }
+
     fn restart_done(&mut self, result: Result<u32>) {
         match &result {
             Ok(pid) => tracing::info!(successor = pid, "restart complete"),
@@ -221,6 +232,19 @@ impl<'a, R: Runtime, D: Drainable> Loop<'a, R, D> {
 
         handoff.listeners.close_unclaimed();
         let (events_tx, events_rx) = mpsc::unbounded();
+        let supervisor = match handoff.parent.take() {
+            Some(link) if link.is_supervisor() => Some(link),
+            other => {
+                handoff.parent = other;
+                None
+            }
+        };
+        if let Some(link) = &supervisor {
+            crate::supervisor::wire::send_ready(link.channel(), handoff.listeners.handover())
+                .map_err(|e| Error::channel("tell the supervisor ready", e))?;
+            tracing::info!(supervisor = link.pid(), "ready; supervised");
+            crate::supervisor::link::watch(link.shared_channel(), events_tx.clone());
+        }
         let parent = handoff.parent.take().and_then(|parent| {
             let parent_pid = parent.pid();
             match parent.send_ready() {
@@ -239,6 +263,8 @@ impl<'a, R: Runtime, D: Drainable> Loop<'a, R, D> {
             }
         });
         let parent_alive = parent.is_some();
+        let parent = parent.or(supervisor);
+        let supervised = parent.as_ref().is_some_and(ParentLink::is_supervisor);
         let host = ProcessHost {
             server,
             pid_file: handoff.pid_file,
@@ -251,7 +277,10 @@ impl<'a, R: Runtime, D: Drainable> Loop<'a, R, D> {
             parent,
             idle: None,
         };
-        let machine = Machine::new(handoff.timeouts, own_pid(), parent_alive);
+        let machine = match supervised {
+            true => Machine::supervised(handoff.timeouts, own_pid()),
+            false => Machine::new(handoff.timeouts, own_pid(), parent_alive),
+        };
         Ok(Loop {
             driver: Driver::new(machine, host),
             runtime,

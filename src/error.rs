@@ -120,6 +120,33 @@ pub enum Error {
         status: String,
     },
 
+    /// The supervisor (or its worker) speaks another version of the
+    /// supervisor exchange than this build.
+    #[error(
+        "the supervisor exchange versions differ: the other side speaks version {theirs}, \
+         this build of handoff speaks version {ours}"
+    )]
+    SupervisorVersion {
+        /// The other side's version.
+        theirs: u32,
+        /// This build's version.
+        ours: u32,
+    },
+
+    /// Supervisor mode was asked for where it cannot be.
+    #[error("cannot supervise: {reason}")]
+    Supervise {
+        /// Why.
+        reason: String,
+    },
+
+    /// The supervisor could not restart.
+    #[error("the supervisor could not restart: {reason}")]
+    SupervisorRestart {
+        /// The supervisor's reason.
+        reason: String,
+    },
+
     /// The successor did not say it was ready within the ready timeout.
     #[error("successor pid {pid} was not ready within {timeout:?}; it was killed")]
     ReadyTimeout {

@@ -46,6 +46,7 @@ pub struct Builder {
     executable: Option<PathBuf>,
     args: Option<Vec<OsString>>,
     hooks: Hooks,
+    supervise: bool,
 }
 
 impl std::fmt::Debug for Builder {
@@ -72,6 +73,7 @@ impl Default for Builder {
             executable: None,
             args: None,
             hooks: Hooks::default(),
+            supervise: false,
         }
     }
 }
@@ -178,6 +180,59 @@ impl Builder {
         self
     }
 
+    /// Runs the service under a supervisor (see [`crate::supervisor`]): the
+    /// process started stays, with one pid, holds the listening sockets and
+    /// runs each generation as its child. Start with
+    /// [`launch`](Builder::launch).
+    pub fn supervise(mut self, supervise: bool) -> Self {
+        self.supervise = supervise;
+        self
+    }
+
+    /// Starts this process in its role: without [`supervise`](Builder::supervise),
+    /// [`build`](Builder::build) ([`Launch::Worker`]). With it, in a worker,
+    /// the same; in the process that was started, runs the supervisor until
+    /// the service stops ([`Launch::Supervised`]). Fails, as `build()` does,
+    /// on bad inherited input; and with [`Error::Supervise`] when this
+    /// process is a generation started by another (re-exec mode), which a
+    /// supervisor cannot take over from.
+    pub fn launch(self) -> Result<crate::Launch> {
+        let from_supervisor = std::env::var_os(crate::protocol::ENV_SUPERVISOR).is_some();
+        if !self.supervise || from_supervisor {
+            return self.into_handoff().map(crate::Launch::Worker);
+        }
+        if std::env::var_os(crate::protocol::ENV_CHANNEL_FD).is_some() {
+            return Err(Error::Supervise {
+                reason: "this process was started by a running generation (re-exec mode), not \
+                         by a supervisor; stop the service and start it with supervision"
+                    .into(),
+            });
+        }
+        let inheritance = Inheritance::from_env()?;
+        let mut command = Command::from_startup()
+            .map_err(|e| Error::io("cannot determine the executable to restart", e))?;
+        if let Some(path) = self.executable {
+            command.path = path;
+        }
+        if let Some(args) = self.args {
+            command.args = args;
+        }
+        let config = crate::supervisor::Config {
+            timeouts: self.timeouts,
+            pid_file: self.pid_file,
+            command,
+            listeners: inheritance
+                .slots
+                .into_iter()
+                .map(|slot| (slot.name, slot.fd))
+                .collect(),
+            restart_signals: self.restart_signals,
+            shutdown_signals: self.shutdown_signals,
+        };
+        let code = crate::supervisor::run(config);
+        Ok(crate::Launch::Supervised(crate::SupervisorExit::new(code)))
+    }
+
     /// Takes the sockets passed by the previous generation (or systemd),
     /// removes the protocol's variables from the environment, and catches the
     /// restart and shutdown signals: one that arrives before
@@ -187,6 +242,16 @@ impl Builder {
     /// Call it early in `main`, before starting threads that read the
     /// environment: removing variables is not thread-safe on every libc.
     pub fn build(self) -> Result<Handoff> {
+        if self.supervise && std::env::var_os(crate::protocol::ENV_SUPERVISOR).is_none() {
+            return Err(Error::Supervise {
+                reason: "supervise(true) starts with Builder::launch(), which runs the supervisor"
+                    .into(),
+            });
+        }
+        self.into_handoff()
+    }
+
+    fn into_handoff(self) -> Result<Handoff> {
         let inheritance = Inheritance::from_env()?;
         let mut command = Command::from_startup()
             .map_err(|e| Error::io("cannot determine the executable to restart", e))?;

@@ -41,6 +41,8 @@ pub trait Host {
     /// Tells the parent this generation shuts down deliberately
     /// ([`Action::TellParentStopping`]).
     fn tell_parent_stopping(&mut self);
+    /// Asks the supervisor for a restart ([`Action::AskSupervisor`]).
+    fn ask_supervisor(&mut self);
     /// Reports a restart's result to whoever waits for it ([`Action::RestartDone`]).
     fn restart_done(&mut self, result: Result<u32, Error>);
     /// Reports a successor lost after it was ready ([`Action::SuccessorLost`]).
@@ -112,6 +114,7 @@ impl<H: Host> Driver<H> {
             Action::RemovePidFile => host.remove_pid_file(),
             Action::Ready => host.ready(),
             Action::TellParentStopping => host.tell_parent_stopping(),
+            Action::AskSupervisor => host.ask_supervisor(),
             Action::RestartDone(result) => host.restart_done(result),
             Action::SuccessorLost { pid, status } => {
                 host.successor_lost(Error::SuccessorLost { pid, status })

@@ -54,6 +54,23 @@ impl Inheritance {
             }
             Parsed::Take(plan) => plan,
         };
+        let supervisor = match (&plan.source, get(protocol::ENV_SUPERVISOR)) {
+            (Source::Parent { .. }, Some(value)) => {
+                let theirs: u32 = value.trim().parse().map_err(|_| Error::InvalidEnv {
+                    var: protocol::ENV_SUPERVISOR,
+                    value: value.clone(),
+                    reason: "not a version number".into(),
+                })?;
+                if theirs != protocol::SUPERVISOR_VERSION {
+                    return Err(Error::SupervisorVersion {
+                        theirs,
+                        ours: protocol::SUPERVISOR_VERSION,
+                    });
+                }
+                Some(theirs)
+            }
+            _ => None,
+        };
         let channel_fd = match plan.source {
             Source::Activator => None,
             Source::Parent { channel_fd } => {
@@ -113,6 +130,7 @@ impl Inheritance {
                     .map_err(|e| Error::channel("set close-on-exec", e.into()))?;
                 parent = Some(ParentLink {
                     channel: std::sync::Arc::new(fd),
+                    supervisor,
                     pid: rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32),
                 });
                 continue;
@@ -227,12 +245,29 @@ pub(crate) fn read_identity(fd: BorrowedFd<'_>) -> io::Result<u32> {
 pub(crate) struct ParentLink {
     channel: std::sync::Arc<OwnedFd>,
     pid: u32,
+    /// The supervisor protocol version, when the parent is a supervisor.
+    supervisor: Option<u32>,
 }
 
 impl ParentLink {
     /// The parent's pid.
     pub(crate) fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Whether the parent is a supervisor (this process is its worker).
+    pub(crate) fn is_supervisor(&self) -> bool {
+        self.supervisor.is_some()
+    }
+
+    /// The channel to the parent.
+    pub(crate) fn channel(&self) -> BorrowedFd<'_> {
+        self.channel.as_fd()
+    }
+
+    /// The channel, to be read from another thread.
+    pub(crate) fn shared_channel(&self) -> std::sync::Arc<OwnedFd> {
+        self.channel.clone()
     }
 
     /// Tells the parent this generation accepts: it may stop accepting.

@@ -82,6 +82,7 @@ pub use machine::{ExitReason, Timeouts};
 pub use registry::Listeners;
 pub use runtime::{Runtime, Signal};
 pub use socket::{Address, SocketKind};
+pub use supervisor::{Launch, SupervisorExit};
 pub use unix_socket::UnixOptions;
 
 #[cfg(feature = "tokio")]

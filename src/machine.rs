@@ -87,8 +87,19 @@ pub enum Event {
         /// How it ended, for the report.
         status: String,
     },
-    /// This generation's own parent exited.
+    /// This generation's own parent exited (for a supervised worker: its
+    /// supervisor is gone).
     ParentExited,
+    /// Supervised: the supervisor says stop accepting and drain (`successor`:
+    /// the worker that took over; none on shutdown).
+    DrainRequested {
+        /// The worker that took over.
+        successor: Option<u32>,
+    },
+    /// Supervised: the supervisor says accept again (the successor died).
+    ResumeRequested,
+    /// Supervised: the supervisor's answer to [`Action::AskSupervisor`].
+    RestartAnswered(Result<u32, Error>),
     /// Nothing is in flight any more (reported only while draining).
     DrainIdle,
     /// The deadline returned by [`Machine::deadline`] passed.
@@ -161,6 +172,9 @@ pub enum Action {
     /// Tell the parent, still draining, that this generation shuts down
     /// deliberately ([`Event::ChildStopping`] on its side).
     TellParentStopping,
+    /// Supervised: ask the supervisor for a restart; it answers with
+    /// [`Event::RestartAnswered`].
+    AskSupervisor,
     /// Answer everyone waiting for a restart, and report the result.
     RestartDone(Result<u32, Error>),
     /// The successor died after it said ready; this generation took the
@@ -194,6 +208,7 @@ impl Action {
             Action::RemovePidFile => "RemovePidFile",
             Action::Ready => "Ready",
             Action::TellParentStopping => "TellParentStopping",
+            Action::AskSupervisor => "AskSupervisor",
             Action::RestartDone(_) => "RestartDone",
             Action::SuccessorLost { .. } => "SuccessorLost",
             Action::Coalesced => "Coalesced",
@@ -241,6 +256,11 @@ pub struct Machine {
     shutdown_asked: bool,
     /// The successor said it stops deliberately: its exit is no crash.
     successor_stopping: Option<u32>,
+    /// A worker of a supervisor: it never spawns, writes no pid file and
+    /// tells no service manager; the supervisor decides.
+    supervised: bool,
+    /// Supervised: a restart was asked of the supervisor, not answered yet.
+    asked: bool,
     idle: bool,
     unreaped: Option<u32>,
 }
@@ -260,8 +280,22 @@ impl Machine {
             shutdown_pending: false,
             shutdown_asked: false,
             successor_stopping: None,
+            supervised: false,
+            asked: false,
             idle: false,
             unreaped: None,
+        }
+    }
+
+    /// The machine of a worker run by a supervisor (see
+    /// [`Builder::supervise`](crate::Builder::supervise)), before
+    /// [`Event::Started`]: restarts are asked of the supervisor, which also
+    /// says when to drain and resume; the pid file and the service manager
+    /// are the supervisor's.
+    pub fn supervised(timeouts: Timeouts, pid: u32) -> Self {
+        Machine {
+            supervised: true,
+            ..Machine::new(timeouts, pid, false)
         }
     }
 
@@ -313,6 +347,10 @@ impl Machine {
             }
             return out;
         }
+        if self.supervised {
+            self.on_supervised(event, now, &mut out);
+            return out;
+        }
         match event {
             Event::Started => {}
             Event::RestartRequested => self.on_restart(&mut out),
@@ -362,15 +400,72 @@ impl Machine {
                     }
                 }
             }
-            Event::DrainIdle => {
-                if matches!(self.phase, Phase::Draining { .. } | Phase::Hammered { .. }) {
-                    self.idle = true;
-                    self.maybe_exit(&mut out);
-                }
-            }
+            Event::DrainIdle => self.on_idle(&mut out),
             Event::Tick => self.on_tick(now, &mut out),
+            Event::DrainRequested { .. } | Event::ResumeRequested | Event::RestartAnswered(_) => {}
         }
         out
+    }
+
+    fn on_idle(&mut self, out: &mut Vec<Action>) {
+        if matches!(self.phase, Phase::Draining { .. } | Phase::Hammered { .. }) {
+            self.idle = true;
+            self.maybe_exit(out);
+        }
+    }
+
+    /// A supervised worker: the supervisor spawns, names and decides; the
+    /// worker asks, drains and resumes when told, and bounds its own drain.
+    fn on_supervised(&mut self, event: Event, now: Instant, out: &mut Vec<Action>) {
+        let accepting = matches!(self.phase, Phase::Starting | Phase::Serving);
+        match event {
+            Event::Started => {
+                if let Phase::Starting = self.phase {
+                    self.phase = Phase::Serving;
+                    out.push(Action::Ready);
+                }
+            }
+            Event::RestartRequested if accepting && self.asked => out.push(Action::Coalesced),
+            Event::RestartRequested if accepting => {
+                self.asked = true;
+                out.push(Action::AskSupervisor);
+            }
+            Event::RestartRequested => out.push(Action::RestartDone(Err(Error::ShuttingDown))),
+            Event::RestartAnswered(result) if self.asked => {
+                self.asked = false;
+                out.push(Action::RestartDone(result));
+            }
+            Event::DrainRequested { successor } if accepting => {
+                self.phase = Phase::Serving;
+                self.supervised_drain(successor, now, out);
+            }
+            // A shutdown asked of the worker itself, or its supervisor gone.
+            Event::ShutdownRequested | Event::ParentExited if accepting => {
+                self.supervised_drain(None, now, out);
+            }
+            Event::ResumeRequested
+                if matches!(self.phase, Phase::Draining { .. } | Phase::Hammered { .. }) =>
+            {
+                self.phase = Phase::Serving;
+                self.idle = false;
+                out.push(Action::Resume);
+            }
+            Event::DrainIdle => self.on_idle(out),
+            Event::Tick => self.on_tick(now, out),
+            _ => {}
+        }
+    }
+
+    fn supervised_drain(&mut self, successor: Option<u32>, now: Instant, out: &mut Vec<Action>) {
+        if self.asked {
+            self.asked = false;
+            out.push(Action::RestartDone(Err(Error::ShuttingDown)));
+        }
+        out.push(Action::BeginDrain);
+        self.phase = Phase::Draining {
+            successor,
+            stop_at: now + self.timeouts.stop,
+        };
     }
 
     fn on_started(&mut self, out: &mut Vec<Action>) {

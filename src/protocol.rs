@@ -23,13 +23,19 @@ pub const ENV_LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
 pub const ENV_PROTOCOL: &str = "HANDOFF_PROTOCOL";
 /// Descriptor of the channel to the parent.
 pub const ENV_CHANNEL_FD: &str = "HANDOFF_CHANNEL_FD";
+/// Set by a supervisor for its workers: the version of the supervisor
+/// exchange it speaks (docs/PROTOCOL.md, "Supervisor mode").
+pub const ENV_SUPERVISOR: &str = "HANDOFF_SUPERVISOR";
+/// The supervisor exchange version this build speaks.
+pub const SUPERVISOR_VERSION: u32 = 1;
 /// Every variable of the protocol; all are removed from the environment once read.
-pub const ALL_VARS: [&str; 5] = [
+pub const ALL_VARS: [&str; 6] = [
     ENV_LISTEN_FDS,
     ENV_LISTEN_PID,
     ENV_LISTEN_FDNAMES,
     ENV_PROTOCOL,
     ENV_CHANNEL_FD,
+    ENV_SUPERVISOR,
 ];
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;

@@ -76,21 +76,30 @@ impl Successor {
     }
 }
 
-/// Starts `command` with `listeners` at 3.. and the channel after them, and a
-/// thread that reports [`Event::ChildReady`] and [`Event::ChildExited`] (after
-/// reaping it) on `events`.
-pub(crate) fn spawn(
+/// A started child: its pid, a pidfd for it, and our end of its channel
+/// (its identity already written).
+pub(crate) struct Started {
+    pub pid: u32,
+    pub pidfd: Arc<OwnedFd>,
+    pub channel: OwnedFd,
+}
+
+/// Starts `command` with `listeners` at 3.. and a channel of `channel_type`
+/// after them, the protocol's variables and `extra_env` set, and writes the
+/// child's identity on the channel.
+pub(crate) fn start(
     command: &Command,
     listeners: &[(String, OwnedFd)],
-    events: UnboundedSender<Event>,
-) -> Result<Successor, Error> {
+    channel_type: SocketType,
+    extra_env: &[(&str, String)],
+) -> Result<Started, Error> {
     let spawn_err = |e: io::Error| Error::Spawn {
         path: command.path.clone(),
         source: Arc::new(e),
     };
     let (ours, theirs) = rustix::net::socketpair(
         AddressFamily::UNIX,
-        SocketType::STREAM,
+        channel_type,
         SocketFlags::CLOEXEC,
         None,
     )
@@ -130,6 +139,9 @@ pub(crate) fn spawn(
     set(protocol::ENV_LISTEN_FDS, count.to_string());
     set(protocol::ENV_LISTEN_FDNAMES, names.join(":"));
     set(protocol::ENV_CHANNEL_FD, channel_target.to_string());
+    for (name, value) in extra_env {
+        set(name, value.clone());
+    }
 
     let args: Vec<&std::ffi::OsStr> = command.args.iter().map(OsString::as_os_str).collect();
     let pid = sys::spawn(&command.path, &args, &env, &fd_map).map_err(spawn_err)?;
@@ -153,7 +165,27 @@ pub(crate) fn spawn(
     // The identity message stands in for LISTEN_PID. If the child is already
     // gone the write fails; the watcher reports its exit.
     let _ = send_all(&ours, &protocol::identity_message(raw_pid));
+    Ok(Started {
+        pid: raw_pid,
+        pidfd,
+        channel: ours,
+    })
+}
 
+/// Starts `command` with `listeners` at 3.. and the channel after them, and a
+/// thread that reports [`Event::ChildReady`] and [`Event::ChildExited`] (after
+/// reaping it) on `events`.
+pub(crate) fn spawn(
+    command: &Command,
+    listeners: &[(String, OwnedFd)],
+    events: UnboundedSender<Event>,
+) -> Result<Successor, Error> {
+    let Started { pid: raw_pid, pidfd, channel: ours } =
+        start(command, listeners, SocketType::STREAM, &[])?;
+    let spawn_err = |e: io::Error| Error::Spawn {
+        path: command.path.clone(),
+        source: Arc::new(e),
+    };
     let watcher_pidfd = pidfd.clone();
     let thread = std::thread::Builder::new()
         .name(format!("handoff-child-{raw_pid}"))

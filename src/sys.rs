@@ -230,3 +230,20 @@ pub(crate) fn raise_on_signal(
     // later through the same registry.
     unsafe { signal_hook_registry::register(signal, move || flag.store(true, Ordering::SeqCst)) }
 }
+
+/// Makes `signal` send its number, one byte, on the datagram socket `raw`
+/// (non-blocking) from its handler, beside whatever else handles it: a
+/// self-pipe for a loop without an async runtime. `raw` must stay open for
+/// the life of the process.
+pub(crate) fn send_on_signal(signal: i32, raw: RawFd) -> io::Result<signal_hook_registry::SigId> {
+    // SAFETY: the action runs in a signal handler; `send` is a plain system
+    // call (async-signal-safe), nothing is allocated, locked or dropped. The
+    // descriptor is borrowed only for the call, and the caller keeps it open
+    // for the life of the process (the supervisor leaks its socket on purpose).
+    unsafe {
+        signal_hook_registry::register(signal, move || {
+            let fd = BorrowedFd::borrow_raw(raw);
+            let _ = rustix::net::send(fd, &[signal as u8], rustix::net::SendFlags::DONTWAIT);
+        })
+    }
+}

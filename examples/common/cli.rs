@@ -2,7 +2,8 @@
 //! (repeatable), `--pid-file PATH`, `--ready-timeout SECS`, `--stop-timeout
 //! SECS`, `--kill-timeout SECS`, `--unix-mode OCTAL`, `--unix-owner
 //! USER|UID`, `--unix-group GROUP|GID` (the socket file of fresh Unix
-//! listeners), and for HTTPS servers `--tls-cert PEM --tls-key PEM`; logging
+//! listeners), `--supervise` (run under a supervisor process with a stable
+//! pid), and for HTTPS servers `--tls-cert PEM --tls-key PEM`; logging
 //! to stderr; and the lines printed after each restart.
 
 #![allow(dead_code)] // each example uses the part it needs
@@ -22,6 +23,7 @@ pub struct Cli {
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub unix: handoff::UnixOptions,
+    pub supervise: bool,
 }
 
 impl Cli {
@@ -38,6 +40,7 @@ impl Cli {
             tls_cert: None,
             tls_key: None,
             unix: handoff::UnixOptions::new(),
+            supervise: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -50,6 +53,7 @@ impl Cli {
             };
             match flag.as_str() {
                 "--listen" => cli.listen.push(value()?),
+                "--supervise" => cli.supervise = true,
                 "--pid-file" => cli.pid_file = Some(value()?),
                 "--ready-timeout" => cli.ready = Some(secs(value()?)?),
                 "--stop-timeout" => cli.stop = Some(secs(value()?)?),
@@ -111,6 +115,17 @@ impl Cli {
         }
     }
 
+    /// This process's `Handoff`: built, or, with `--supervise` in the process
+    /// that was started, the supervisor runs until the service stops and
+    /// `Err` holds the status `main` returns.
+    pub fn launch(&self) -> Result<handoff::Handoff, ExitCode> {
+        match self.builder().supervise(self.supervise).launch() {
+            Ok(handoff::Launch::Worker(handoff)) => Ok(handoff),
+            Ok(handoff::Launch::Supervised(exit)) => Err(exit.exit_code()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
     /// Reports a fatal error and returns the failure exit code.
     pub fn fail(&self, error: impl Display) -> ExitCode {
         eprintln!("{}: {error}", self.program);
@@ -127,7 +142,7 @@ fn usage(program: &str, tls: bool) -> String {
     format!(
         "usage: {program} [--listen ADDR]... [--pid-file PATH] [--ready-timeout SECS] \
          [--stop-timeout SECS] [--kill-timeout SECS] [--unix-mode OCTAL] \
-         [--unix-owner USER|UID] [--unix-group GROUP|GID]{tls}"
+         [--unix-owner USER|UID] [--unix-group GROUP|GID] [--supervise]{tls}"
     )
 }
 

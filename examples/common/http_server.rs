@@ -38,9 +38,9 @@ pub fn main<R: HttpRuntime>(
     };
     raise_fd_limit();
     // Take the inherited sockets before the runtime starts its threads.
-    let handoff = match cli.builder().build() {
-        Ok(h) => h,
-        Err(e) => return cli.fail(e),
+    let handoff = match cli.launch() {
+        Ok(handoff) => handoff,
+        Err(code) => return code,
     };
     let mut server = Server::with_runtime(runtime);
     let mut scheme = "http";

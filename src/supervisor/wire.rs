@@ -11,11 +11,7 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags,
 };
 
-/// The supervisor protocol version this build speaks.
-pub const VERSION: u32 = 1;
-/// The variable that tells a worker its parent is a supervisor, and which
-/// version of this exchange it speaks.
-pub const ENV_SUPERVISOR: &str = "HANDOFF_SUPERVISOR";
+pub(crate) use crate::protocol::SUPERVISOR_VERSION as VERSION;
 /// Most descriptors in one packet (the kernel allows 253).
 const FDS_PER_PACKET: usize = 200;
 /// Largest packet.

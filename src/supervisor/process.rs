@@ -1,0 +1,381 @@
+//! The supervisor process: a plain loop (no async runtime) that feeds the
+//! supervisor's [`Machine`] from signals, workers and deadlines, and carries
+//! out its actions. It holds the listening sockets for the life of the
+//! service, reaps every child (it is a child subreaper, and may be PID 1),
+//! and forwards the signals it does not act on to the serving worker.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType};
+use rustix::process::WaitOptions;
+
+use super::machine::{Action, Event, Machine};
+use super::wire::{self, ToSupervisor, ToWorker};
+use crate::machine::Timeouts;
+use crate::runtime::Signal;
+use crate::spawn::{self, Command};
+use crate::{inherited::own_pid, notify, pidfile, protocol, sys};
+
+/// Signals forwarded to the serving worker.
+const FORWARDED: [i32; 3] = [libc::SIGUSR1, libc::SIGQUIT, libc::SIGWINCH];
+/// The loop wakes at least this often to reap, whatever else happens.
+const REAP_EVERY: Duration = Duration::from_secs(1);
+
+/// What the supervisor runs with.
+pub(crate) struct Config {
+    pub timeouts: Timeouts,
+    pub pid_file: Option<PathBuf>,
+    pub command: Command,
+    pub listeners: Vec<(String, OwnedFd)>,
+    pub restart_signals: Vec<Signal>,
+    pub shutdown_signals: Vec<Signal>,
+}
+
+enum Input {
+    Signal(i32),
+    Message { pid: u32, message: ToSupervisor },
+    Malformed { pid: u32, error: std::io::Error },
+}
+
+struct Worker {
+    pidfd: Arc<OwnedFd>,
+    channel: Arc<OwnedFd>,
+    /// Listeners it sent up, until it says ready.
+    pending: Vec<(String, OwnedFd)>,
+}
+
+struct Supervisor {
+    config: Config,
+    machine: Machine,
+    workers: HashMap<u32, Worker>,
+    /// Workers that asked for the restart in flight.
+    askers: Vec<u32>,
+    inputs: mpsc::Sender<Input>,
+}
+
+/// Runs the supervisor until the service stops; its exit status.
+pub(crate) fn run(config: Config) -> u8 {
+    if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        tracing::warn!("cannot become a child subreaper (orphans go to init): {e}");
+    }
+    let (tx, rx) = mpsc::channel();
+    if let Err(e) = catch_signals(&config, tx.clone()) {
+        tracing::error!("cannot catch signals: {e}");
+        return 1;
+    }
+    let mut supervisor = Supervisor {
+        machine: Machine::new(config.timeouts, own_pid()),
+        config,
+        workers: HashMap::new(),
+        askers: Vec::new(),
+        inputs: tx,
+    };
+    tracing::info!(pid = own_pid(), "supervising");
+    supervisor.run(rx)
+}
+
+/// Each signal the supervisor handles becomes an [`Input::Signal`], through
+/// a socket written from the signal handler and read on a thread.
+fn catch_signals(config: &Config, tx: mpsc::Sender<Input>) -> std::io::Result<()> {
+    let (theirs, ours) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    let mut signals: Vec<i32> = config
+        .restart_signals
+        .iter()
+        .chain(&config.shutdown_signals)
+        .map(|s| s.as_raw())
+        .collect();
+    signals.push(libc::SIGCHLD);
+    signals.extend(FORWARDED);
+    for signal in signals {
+        sys::send_on_signal(signal, theirs.as_raw_fd())?;
+    }
+    // The handlers write to it for the life of the process.
+    std::mem::forget(theirs);
+    rustix::io::ioctl_fionbio(&ours, false)?;
+    std::thread::Builder::new()
+        .name("handoff-signals".into())
+        .spawn(move || {
+            let mut byte = [0u8; 1];
+            loop {
+                match rustix::net::recv(&ours, &mut byte, RecvFlags::empty()) {
+                    Ok((1, _)) => {
+                        if tx.send(Input::Signal(i32::from(byte[0]))).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                    Err(_) => return,
+                }
+            }
+        })?;
+    Ok(())
+}
+
+impl Supervisor {
+    fn run(&mut self, rx: mpsc::Receiver<Input>) -> u8 {
+        if let Some(code) = self.handle(Event::Started) {
+            return code;
+        }
+        loop {
+            let now = Instant::now();
+            let wait = self
+                .machine
+                .deadline()
+                .map_or(REAP_EVERY, |at| at.saturating_duration_since(now))
+                .min(REAP_EVERY);
+            let event = match rx.recv_timeout(wait) {
+                Ok(input) => self.input(input),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return 1,
+            };
+            let mut events: Vec<Event> = event.into_iter().collect();
+            events.extend(self.reap());
+            if self.machine.deadline().is_some_and(|at| at <= Instant::now()) {
+                events.push(Event::Tick);
+            }
+            for event in events {
+                if let Some(code) = self.handle(event) {
+                    return code;
+                }
+            }
+        }
+    }
+
+    /// Turns an input into an event for the machine, if it is one.
+    fn input(&mut self, input: Input) -> Option<Event> {
+        match input {
+            Input::Signal(signal) => {
+                let is = |set: &[Signal]| set.iter().any(|s| s.as_raw() == signal);
+                if is(&self.config.restart_signals) {
+                    tracing::info!(signal, "restart requested");
+                    Some(Event::RestartRequested)
+                } else if is(&self.config.shutdown_signals) {
+                    tracing::info!(signal, "shutdown requested");
+                    Some(Event::ShutdownRequested)
+                } else if signal == libc::SIGCHLD {
+                    None
+                } else {
+                    self.forward(signal);
+                    None
+                }
+            }
+            Input::Message { pid, message } => self.message(pid, message),
+            Input::Malformed { pid, error } => {
+                tracing::error!(pid, "worker spoke out of turn: {error}; killing it");
+                self.kill(pid);
+                None
+            }
+        }
+    }
+
+    fn message(&mut self, pid: u32, message: ToSupervisor) -> Option<Event> {
+        let worker = self.workers.get_mut(&pid)?;
+        match message {
+            ToSupervisor::Listeners(mut part) => {
+                worker.pending.append(&mut part);
+                None
+            }
+            ToSupervisor::Ready { version: Some(wire::VERSION) } => {
+                self.config.listeners = std::mem::take(&mut worker.pending);
+                Some(Event::WorkerReady { pid })
+            }
+            ToSupervisor::Ready { version } => {
+                let theirs = version.map_or("none (handover protocol 1 only)".into(), |v| v.to_string());
+                tracing::error!(
+                    pid,
+                    "worker speaks supervisor protocol {theirs}; this supervisor speaks version {}: \
+                     killing it",
+                    wire::VERSION
+                );
+                self.kill(pid);
+                None
+            }
+            ToSupervisor::Restart => {
+                tracing::info!(pid, "restart requested by a worker");
+                self.askers.push(pid);
+                Some(Event::RestartRequested)
+            }
+        }
+    }
+
+    /// Reaps every child that exited: workers become events, orphans are
+    /// only reaped.
+    fn reap(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        for _ in 0..1024 {
+            let (pid, status) = match rustix::process::waitpid(None, WaitOptions::NOHANG) {
+                Ok(Some(reaped)) => reaped,
+                Ok(None) | Err(_) => break,
+            };
+            let pid = pid.as_raw_nonzero().get() as u32;
+            if self.workers.remove(&pid).is_none() {
+                tracing::debug!(pid, "reaped an orphan");
+                continue;
+            }
+            let (status, success) = describe(status);
+            tracing::info!(pid, %status, "worker exited");
+            events.push(Event::WorkerExited { pid, status, success });
+        }
+        events
+    }
+
+    fn handle(&mut self, event: Event) -> Option<u8> {
+        let mut queue = vec![event];
+        while let Some(event) = queue.pop() {
+            tracing::debug!(?event, "supervisor event");
+            for action in self.machine.on(event, Instant::now()) {
+                match action {
+                    Action::Spawn => queue.insert(0, self.spawn()),
+                    Action::Exit(code) => {
+                        tracing::info!(code, "supervisor done");
+                        return Some(code);
+                    }
+                    other => self.perform(other),
+                }
+            }
+        }
+        None
+    }
+
+    fn perform(&mut self, action: Action) {
+        match action {
+            Action::Drain { pid, successor } => self.tell(pid, &ToWorker::Drain { successor }),
+            Action::Resume { pid } => self.tell(pid, &ToWorker::Resume),
+            Action::Kill { pid } => self.kill(pid),
+            Action::Notify(message) => {
+                if let Err(e) = notify::send(&notify::message(&message)) {
+                    tracing::warn!("sd_notify failed: {e}");
+                }
+            }
+            Action::WritePidFile => {
+                if let Some(path) = &self.config.pid_file {
+                    if let Err(e) = pidfile::write(path, own_pid()) {
+                        tracing::warn!("{e}");
+                    }
+                }
+            }
+            Action::RemovePidFile => {
+                if let Some(path) = &self.config.pid_file {
+                    if let Err(e) = pidfile::remove_if_own(path, own_pid()) {
+                        tracing::warn!("{e}");
+                    }
+                }
+            }
+            Action::RestartDone(result) => {
+                match &result {
+                    Ok(pid) => tracing::info!(worker = pid, "restart complete"),
+                    Err(e) => tracing::error!("restart failed: {e}"),
+                }
+                let answer = ToWorker::Answer(result.map_err(|e| e.to_string()));
+                for pid in std::mem::take(&mut self.askers) {
+                    self.tell(pid, &answer);
+                }
+            }
+            Action::Report(text) => tracing::warn!("{text}"),
+            Action::Spawn | Action::Exit(_) => unreachable!("handled by the caller"),
+        }
+    }
+
+    fn spawn(&mut self) -> Event {
+        let env = [(protocol::ENV_SUPERVISOR, wire::VERSION.to_string())];
+        match spawn::start(
+            &self.config.command,
+            &self.config.listeners,
+            SocketType::SEQPACKET,
+            &env,
+        ) {
+            Ok(started) => {
+                let pid = started.pid;
+                let channel = Arc::new(started.channel);
+                self.read_worker(pid, channel.clone());
+                self.workers.insert(
+                    pid,
+                    Worker {
+                        pidfd: started.pidfd,
+                        channel,
+                        pending: Vec::new(),
+                    },
+                );
+                tracing::info!(pid, "started a worker");
+                Event::WorkerSpawned { pid }
+            }
+            Err(e) => Event::SpawnFailed(e),
+        }
+    }
+
+    /// Reads what worker `pid` says, on a thread, until its channel closes.
+    fn read_worker(&self, pid: u32, channel: Arc<OwnedFd>) {
+        let tx = self.inputs.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("handoff-worker-{pid}"))
+            .spawn(move || {
+                loop {
+                    let input = match wire::recv_from_worker(channel.as_fd()) {
+                        Ok(Some(message)) => Input::Message { pid, message },
+                        Ok(None) => return,
+                        Err(error) => Input::Malformed { pid, error },
+                    };
+                    let stop = matches!(input, Input::Malformed { .. });
+                    if tx.send(input).is_err() || stop {
+                        return;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(pid, "cannot read from the worker: {e}");
+        }
+    }
+
+    fn tell(&self, pid: u32, message: &ToWorker) {
+        if let Some(worker) = self.workers.get(&pid) {
+            if let Err(e) = wire::send_to_worker(worker.channel.as_fd(), message) {
+                tracing::warn!(pid, "cannot tell the worker {message:?}: {e}");
+            }
+        }
+    }
+
+    fn kill(&self, pid: u32) {
+        if let Some(worker) = self.workers.get(&pid) {
+            let kill = rustix::process::pidfd_send_signal(&*worker.pidfd, rustix::process::Signal::KILL);
+            if let Err(e) = kill.or_else(|e| if e == rustix::io::Errno::SRCH { Ok(()) } else { Err(e) }) {
+                tracing::error!(pid, "cannot kill the worker: {e}");
+            }
+        }
+    }
+
+    fn forward(&self, signal: i32) {
+        let Some(pid) = self.machine.current() else {
+            return;
+        };
+        let Some(worker) = self.workers.get(&pid) else {
+            return;
+        };
+        match rustix::process::Signal::from_named_raw(signal) {
+            Some(sig) => {
+                tracing::debug!(pid, signal, "forwarding");
+                let _ = rustix::process::pidfd_send_signal(&*worker.pidfd, sig);
+            }
+            None => tracing::debug!(signal, "cannot forward"),
+        }
+    }
+}
+
+fn describe(status: rustix::process::WaitStatus) -> (String, bool) {
+    if let Some(code) = status.exit_status() {
+        (format!("exit status {code}"), code == 0)
+    } else if let Some(sig) = status.terminating_signal() {
+        (format!("killed by signal {sig}"), false)
+    } else {
+        ("ended".into(), false)
+    }
+}
