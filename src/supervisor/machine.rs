@@ -140,39 +140,480 @@ impl Action {
     }
 }
 
+/// How long a worker told to drain has before it is killed.
+fn drain_bound(timeouts: Timeouts) -> Duration {
+    timeouts.stop + timeouts.kill + KILL_MARGIN
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    /// Before [`Event::Started`].
+    Idle,
+    /// A worker serves, or one is being started to serve.
+    Running,
+    /// Every worker was told to drain (or killed); waiting for their exits.
+    ShuttingDown,
+    /// [`Action::Exit`] was said.
+    Exited,
+}
+
+/// The worker being started, if any: at most one at a time.
+#[derive(Debug, Clone)]
+enum Starting {
+    No,
+    /// Waiting out a backoff before replacing a worker that failed.
+    Backoff {
+        at: Instant,
+    },
+    /// [`Action::Spawn`] was said; its answer is not in yet.
+    Spawning,
+    AwaitingReady {
+        pid: u32,
+        deadline: Instant,
+    },
+    /// Killed at the ready timeout: its exit ends the attempt with `error`.
+    Killing {
+        pid: u32,
+        error: Error,
+    },
+}
+
+/// The worker that serves.
+#[derive(Debug, Clone, Copy)]
+struct Serving {
+    pid: u32,
+    /// When it said ready (for the backoff reset).
+    since: Instant,
+}
+
+/// A worker told to drain (or killed), until its exit is reported.
+#[derive(Debug, Clone, Copy)]
+struct Leaving {
+    pid: u32,
+    /// When it said ready, if it did (a take-back keeps it).
+    since: Instant,
+    /// When it is killed if it has not exited.
+    kill_at: Instant,
+    killed: bool,
+}
+
 /// The supervisor's state machine.
 #[derive(Debug, Clone)]
 pub struct Machine {
     timeouts: Timeouts,
     pid: u32,
-    // TODO(helper): state
+    phase: Phase,
+    current: Option<Serving>,
+    starting: Starting,
+    leaving: Vec<Leaving>,
+    /// A restart request waits for its answer.
+    restart_asked: bool,
+    ever_ready: bool,
+    /// Consecutive workers that failed before ready with no worker serving.
+    failed_starts: u32,
+    /// The next backoff.
+    backoff: Duration,
+    /// The exit status will be 1: a kill or a failed exit during shutdown,
+    /// or the supervisor gave up.
+    failed: bool,
 }
 
 impl Machine {
     /// The machine of supervisor `pid`, before [`Event::Started`].
     pub fn new(timeouts: Timeouts, pid: u32) -> Self {
-        let _ = (timeouts, pid);
-        todo!()
+        Machine {
+            timeouts,
+            pid,
+            phase: Phase::Idle,
+            current: None,
+            starting: Starting::No,
+            leaving: Vec::new(),
+            restart_asked: false,
+            ever_ready: false,
+            failed_starts: 0,
+            backoff: BACKOFF_MIN,
+            failed: false,
+        }
     }
 
     /// Feeds one event at `now`; the actions to carry out, in order.
     pub fn on(&mut self, event: Event, now: Instant) -> Vec<Action> {
-        let _ = (event, now);
-        todo!()
+        let mut out = Vec::new();
+        match (&self.phase, event) {
+            (Phase::Exited, _) => {}
+            (Phase::Idle, Event::Started) => self.on_started(&mut out),
+            // A request before the start is answered by the first worker.
+            (Phase::Idle, Event::RestartRequested) => self.restart_asked = true,
+            (Phase::Idle, Event::ShutdownRequested) => {
+                self.begin_shutdown("shutting down before start".into(), now, &mut out);
+            }
+            (Phase::Idle, _) | (_, Event::Started) => {}
+            (_, Event::RestartRequested) => self.on_restart(&mut out),
+            (Phase::Running, Event::ShutdownRequested) => {
+                let status = "shutting down: workers drain".into();
+                self.begin_shutdown(status, now, &mut out);
+            }
+            (_, Event::ShutdownRequested) => {}
+            (_, Event::WorkerSpawned { pid }) => self.on_spawned(pid, now, &mut out),
+            (_, Event::SpawnFailed(error)) => self.on_spawn_failed(error, now, &mut out),
+            (_, Event::WorkerReady { pid }) => self.on_ready(pid, now, &mut out),
+            (
+                _,
+                Event::WorkerExited {
+                    pid,
+                    status,
+                    success,
+                },
+            ) => self.on_exited(pid, status, success, now, &mut out),
+            (_, Event::Tick) => self.on_tick(now, &mut out),
+        }
+        out
     }
 
     /// When the next [`Event::Tick`] is due, if any.
     pub fn deadline(&self) -> Option<Instant> {
-        todo!()
+        let starting = match (&self.phase, &self.starting) {
+            (Phase::Running, Starting::Backoff { at }) => Some(*at),
+            (Phase::Running, Starting::AwaitingReady { deadline, .. }) => Some(*deadline),
+            _ => None,
+        };
+        let kills = self.leaving.iter().filter(|w| !w.killed).map(|w| w.kill_at);
+        starting.into_iter().chain(kills).min()
     }
 
     /// The worker that serves (ready and not draining), if any.
     pub fn current(&self) -> Option<u32> {
-        todo!()
+        self.current.map(|w| w.pid)
+    }
+
+    /// The workers told to drain (or killed) that have not exited yet, oldest
+    /// first.
+    pub fn draining(&self) -> Vec<u32> {
+        self.leaving.iter().map(|w| w.pid).collect()
     }
 
     /// Whether [`Action::Exit`] was said.
     pub fn has_exited(&self) -> bool {
-        todo!()
+        matches!(self.phase, Phase::Exited)
+    }
+
+    fn on_started(&mut self, out: &mut Vec<Action>) {
+        self.phase = Phase::Running;
+        out.push(Action::Notify(Notify::Status("starting a worker".into())));
+        self.spawn(out);
+    }
+
+    fn spawn(&mut self, out: &mut Vec<Action>) {
+        self.starting = Starting::Spawning;
+        out.push(Action::Spawn);
+    }
+
+    fn on_restart(&mut self, out: &mut Vec<Action>) {
+        if !matches!(self.phase, Phase::Running) {
+            out.push(Action::RestartDone(Err(Error::ShuttingDown)));
+            return;
+        }
+        self.restart_asked = true;
+        // A worker on its way (or due after a backoff) answers this request.
+        if let Starting::No = self.starting {
+            out.push(Action::Notify(Notify::Reloading));
+            out.push(Action::Notify(Notify::Status(
+                "restarting: starting a new worker".into(),
+            )));
+            self.spawn(out);
+        }
+    }
+
+    fn on_spawned(&mut self, pid: u32, now: Instant, out: &mut Vec<Action>) {
+        if !matches!(self.starting, Starting::Spawning) {
+            return;
+        }
+        if let Phase::ShuttingDown = self.phase {
+            self.starting = Starting::No;
+            self.kill_starting(pid, now, out);
+            return;
+        }
+        self.starting = Starting::AwaitingReady {
+            pid,
+            deadline: now + self.timeouts.ready,
+        };
+    }
+
+    fn on_spawn_failed(&mut self, error: Error, now: Instant, out: &mut Vec<Action>) {
+        if !matches!(self.starting, Starting::Spawning) {
+            return;
+        }
+        self.starting = Starting::No;
+        match self.phase {
+            Phase::Running => self.start_failed(error, true, now, out),
+            _ => self.maybe_exit(out),
+        }
+    }
+
+    fn on_ready(&mut self, pid: u32, now: Instant, out: &mut Vec<Action>) {
+        match self.starting {
+            Starting::AwaitingReady { pid: starting, .. } if starting == pid => {}
+            _ => return,
+        }
+        self.starting = Starting::No;
+        self.failed_starts = 0;
+        if std::mem::take(&mut self.restart_asked) {
+            out.push(Action::RestartDone(Ok(pid)));
+        }
+        let previous = self.current.replace(Serving { pid, since: now });
+        let status = match previous {
+            Some(old) => {
+                out.push(Action::Drain {
+                    pid: old.pid,
+                    successor: Some(pid),
+                });
+                self.leaving.push(Leaving {
+                    pid: old.pid,
+                    since: old.since,
+                    kill_at: now + drain_bound(self.timeouts),
+                    killed: false,
+                });
+                format!("serving: worker pid {pid}; worker pid {} drains", old.pid)
+            }
+            None if self.ever_ready => format!("serving: worker pid {pid} (a replacement)"),
+            None => format!("serving: worker pid {pid}"),
+        };
+        if !self.ever_ready {
+            self.ever_ready = true;
+            out.push(Action::WritePidFile);
+        }
+        out.push(Action::Notify(Notify::Ready { main_pid: self.pid }));
+        out.push(Action::Notify(Notify::Status(status)));
+    }
+
+    fn on_exited(
+        &mut self,
+        pid: u32,
+        status: String,
+        success: bool,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(i) = self.leaving.iter().position(|w| w.pid == pid) {
+            self.leaving.remove(i);
+            if let Phase::ShuttingDown = self.phase {
+                self.failed |= !success;
+                self.maybe_exit(out);
+            }
+            return;
+        }
+        if !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        match self.starting.clone() {
+            Starting::AwaitingReady { pid: starting, .. } if starting == pid => {
+                self.starting = Starting::No;
+                let error = Error::SuccessorExited { pid, status };
+                self.start_failed(error, false, now, out);
+            }
+            Starting::Killing {
+                pid: starting,
+                error,
+            } if starting == pid => {
+                self.starting = Starting::No;
+                self.start_failed(error, false, now, out);
+            }
+            _ => {
+                if let Some(current) = self.current.filter(|w| w.pid == pid) {
+                    self.current = None;
+                    self.current_died(current, status, now, out);
+                }
+            }
+        }
+    }
+
+    /// The worker being started failed before it was ready (and is reaped).
+    fn start_failed(&mut self, error: Error, spawn: bool, now: Instant, out: &mut Vec<Action>) {
+        if let Some(current) = self.current {
+            let status = format!(
+                "restart failed: {error}; worker pid {} serves on",
+                current.pid
+            );
+            self.answer_or_report(error, out);
+            out.push(Action::Notify(Notify::Ready { main_pid: self.pid }));
+            out.push(Action::Notify(Notify::Status(status)));
+            return;
+        }
+        // Nothing serves: try again after a backoff, within bounds.
+        self.failed_starts += 1;
+        self.answer_or_report(error, out);
+        if spawn && !self.ever_ready {
+            let status = "giving up: the first worker cannot be started".to_string();
+            self.give_up(status, now, out);
+        } else if self.failed_starts >= CRASH_LOOP {
+            let status = format!(
+                "giving up: {} workers in a row exited before they were ready",
+                self.failed_starts
+            );
+            self.give_up(status, now, out);
+        } else {
+            self.respawn_after_backoff(now, out);
+        }
+    }
+
+    /// Answers the pending restart request with `error`, or reports it if
+    /// nobody asked.
+    fn answer_or_report(&mut self, error: Error, out: &mut Vec<Action>) {
+        if std::mem::take(&mut self.restart_asked) {
+            out.push(Action::RestartDone(Err(error)));
+        } else {
+            out.push(Action::Report(format!(
+                "worker failed before it was ready: {error}"
+            )));
+        }
+    }
+
+    fn give_up(&mut self, status: String, now: Instant, out: &mut Vec<Action>) {
+        self.failed = true;
+        out.push(Action::Report(status.clone()));
+        self.begin_shutdown(status, now, out);
+    }
+
+    fn respawn_after_backoff(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let delay = self.backoff;
+        self.backoff = (delay * 2).min(BACKOFF_MAX);
+        self.starting = Starting::Backoff { at: now + delay };
+        out.push(Action::Notify(Notify::Status(format!(
+            "no worker serves: starting a new one in {delay:?}"
+        ))));
+    }
+
+    /// The serving worker exited: take the previous one back if it still
+    /// drains, else replace it.
+    fn current_died(&mut self, dead: Serving, status: String, now: Instant, out: &mut Vec<Action>) {
+        let pid = dead.pid;
+        if let Some(i) = self.leaving.iter().rposition(|w| !w.killed) {
+            let previous = self.leaving.remove(i);
+            self.current = Some(Serving {
+                pid: previous.pid,
+                since: previous.since,
+            });
+            out.push(Action::Resume { pid: previous.pid });
+            out.push(Action::Report(format!(
+                "worker pid {pid} exited after it was ready ({status}); \
+                 worker pid {} took the listeners back",
+                previous.pid
+            )));
+            out.push(Action::Notify(Notify::Ready { main_pid: self.pid }));
+            out.push(Action::Notify(Notify::Status(format!(
+                "serving: worker pid {} again (worker pid {pid} exited: {status})",
+                previous.pid
+            ))));
+            return;
+        }
+        if now.saturating_duration_since(dead.since) >= BACKOFF_RESET {
+            self.backoff = BACKOFF_MIN;
+        }
+        out.push(Action::Report(format!(
+            "worker pid {pid} exited unexpectedly ({status}); replacing it"
+        )));
+        match self.starting {
+            // The worker on its way replaces it.
+            Starting::No => self.respawn_after_backoff(now, out),
+            _ => out.push(Action::Notify(Notify::Status(format!(
+                "no worker serves (worker pid {pid} exited: {status}); a new one starts"
+            )))),
+        }
+    }
+
+    fn begin_shutdown(&mut self, status: String, now: Instant, out: &mut Vec<Action>) {
+        if std::mem::take(&mut self.restart_asked) {
+            out.push(Action::RestartDone(Err(Error::ShuttingDown)));
+        }
+        self.phase = Phase::ShuttingDown;
+        out.push(Action::Notify(Notify::Stopping));
+        out.push(Action::Notify(Notify::Status(status)));
+        let kill_at = now + drain_bound(self.timeouts);
+        for w in &mut self.leaving {
+            w.kill_at = w.kill_at.min(kill_at);
+        }
+        if let Some(current) = self.current.take() {
+            out.push(Action::Drain {
+                pid: current.pid,
+                successor: None,
+            });
+            self.leaving.push(Leaving {
+                pid: current.pid,
+                since: current.since,
+                kill_at,
+                killed: false,
+            });
+        }
+        match std::mem::replace(&mut self.starting, Starting::No) {
+            Starting::No | Starting::Backoff { .. } => {}
+            // Killed once its pid is known.
+            Starting::Spawning => self.starting = Starting::Spawning,
+            Starting::AwaitingReady { pid, .. } => self.kill_starting(pid, now, out),
+            Starting::Killing { pid, .. } => self.leaving.push(Leaving {
+                pid,
+                since: now,
+                kill_at: now,
+                killed: true,
+            }),
+        }
+        self.maybe_exit(out);
+    }
+
+    /// Kills a worker that was starting when the shutdown came.
+    fn kill_starting(&mut self, pid: u32, now: Instant, out: &mut Vec<Action>) {
+        out.push(Action::Kill { pid });
+        self.failed = true;
+        self.leaving.push(Leaving {
+            pid,
+            since: now,
+            kill_at: now,
+            killed: true,
+        });
+    }
+
+    fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if let Phase::Running = self.phase {
+            match self.starting {
+                Starting::AwaitingReady { pid, deadline } if now >= deadline => {
+                    out.push(Action::Kill { pid });
+                    self.starting = Starting::Killing {
+                        pid,
+                        error: Error::ReadyTimeout {
+                            pid,
+                            timeout: self.timeouts.ready,
+                        },
+                    };
+                }
+                Starting::Backoff { at } if now >= at => {
+                    out.push(Action::Notify(Notify::Status(
+                        "starting a new worker".into(),
+                    )));
+                    self.spawn(out);
+                }
+                _ => {}
+            }
+        }
+        let shutting_down = matches!(self.phase, Phase::ShuttingDown);
+        for w in &mut self.leaving {
+            if !w.killed && now >= w.kill_at {
+                w.killed = true;
+                self.failed |= shutting_down;
+                out.push(Action::Kill { pid: w.pid });
+            }
+        }
+    }
+
+    fn maybe_exit(&mut self, out: &mut Vec<Action>) {
+        let spawning = matches!(self.starting, Starting::Spawning);
+        if !matches!(self.phase, Phase::ShuttingDown) || spawning || !self.leaving.is_empty() {
+            return;
+        }
+        self.phase = Phase::Exited;
+        out.push(Action::RemovePidFile);
+        out.push(Action::Exit(if self.failed || !self.ever_ready {
+            1
+        } else {
+            0
+        }));
     }
 }
