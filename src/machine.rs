@@ -334,6 +334,10 @@ impl Machine {
     /// Feeds one event at time `now` and returns what to do, in order.
     pub fn on(&mut self, event: Event, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
+        if self.supervised {
+            self.on_supervised(event, now, &mut out);
+            return out;
+        }
         if let Phase::Starting = self.phase {
             match event {
                 Event::Started => self.on_started(&mut out),
@@ -345,10 +349,6 @@ impl Machine {
                 }
                 _ => {}
             }
-            return out;
-        }
-        if self.supervised {
-            self.on_supervised(event, now, &mut out);
             return out;
         }
         match event {
