@@ -229,8 +229,10 @@ impl Builder {
             restart_signals: self.restart_signals,
             shutdown_signals: self.shutdown_signals,
         };
-        let code = crate::supervisor::run(config);
-        Ok(crate::Launch::Supervised(crate::SupervisorExit::new(code)))
+        let (code, reason) = crate::supervisor::run(config);
+        Ok(crate::Launch::Supervised(crate::SupervisorExit::new(
+            code, reason,
+        )))
     }
 
     /// Takes the sockets passed by the previous generation (or systemd),

@@ -121,7 +121,12 @@ impl Cli {
     pub fn launch(&self) -> Result<handoff::Handoff, ExitCode> {
         match self.builder().supervise(self.supervise).launch() {
             Ok(handoff::Launch::Worker(handoff)) => Ok(handoff),
-            Ok(handoff::Launch::Supervised(exit)) => Err(exit.exit_code()),
+            Ok(handoff::Launch::Supervised(exit)) => {
+                if let Some(reason) = exit.reason() {
+                    eprintln!("{}: supervisor: {reason}", self.program);
+                }
+                Err(exit.exit_code())
+            }
             Err(e) => Err(self.fail(e)),
         }
     }

@@ -69,14 +69,21 @@ pub enum Launch {
 }
 
 /// How the supervisor ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SupervisorExit {
     code: u8,
+    reason: Option<String>,
 }
 
 impl SupervisorExit {
-    pub(crate) fn new(code: u8) -> Self {
-        SupervisorExit { code }
+    pub(crate) fn new(code: u8, reason: Option<String>) -> Self {
+        SupervisorExit { code, reason }
+    }
+
+    /// Why the supervisor failed (a worker binary that cannot be started, a
+    /// crash loop), if it did.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
     }
 
     /// The exit status: 0 if the last worker drained and exited cleanly.

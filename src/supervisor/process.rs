@@ -55,28 +55,32 @@ struct Supervisor {
     workers: HashMap<u32, Worker>,
     /// Workers that asked for the restart in flight.
     askers: Vec<u32>,
+    /// The last report, for an exit that fails.
+    last_report: Option<String>,
     inputs: mpsc::Sender<Input>,
 }
 
-/// Runs the supervisor until the service stops; its exit status.
-pub(crate) fn run(config: Config) -> u8 {
+/// Runs the supervisor until the service stops; its exit status, and why it
+/// failed if it did.
+pub(crate) fn run(config: Config) -> (u8, Option<String>) {
     if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
         tracing::warn!("cannot become a child subreaper (orphans go to init): {e}");
     }
     let (tx, rx) = mpsc::channel();
     if let Err(e) = catch_signals(&config, tx.clone()) {
-        tracing::error!("cannot catch signals: {e}");
-        return 1;
+        return (1, Some(format!("cannot catch signals: {e}")));
     }
     let mut supervisor = Supervisor {
         machine: Machine::new(config.timeouts, own_pid()),
         config,
         workers: HashMap::new(),
         askers: Vec::new(),
+        last_report: None,
         inputs: tx,
     };
     tracing::info!(pid = own_pid(), "supervising");
-    supervisor.run(rx)
+    let code = supervisor.run(rx);
+    (code, supervisor.last_report.filter(|_| code != 0))
 }
 
 /// Each signal the supervisor handles becomes an [`Input::Signal`], through
@@ -281,7 +285,10 @@ impl Supervisor {
                     self.tell(pid, &answer);
                 }
             }
-            Action::Report(text) => tracing::warn!("{text}"),
+            Action::Report(text) => {
+                tracing::warn!("{text}");
+                self.last_report = Some(text);
+            }
             Action::Spawn | Action::Exit(_) => unreachable!("handled by the caller"),
         }
     }
