@@ -55,8 +55,9 @@ struct Supervisor {
     workers: HashMap<u32, Worker>,
     /// Workers that asked for the restart in flight.
     askers: Vec<u32>,
-    /// The last report, for an exit that fails.
-    last_report: Option<String>,
+    /// The last reports, for an exit that fails (the cause, then what the
+    /// supervisor concluded).
+    reports: std::collections::VecDeque<String>,
     inputs: mpsc::Sender<Input>,
 }
 
@@ -75,12 +76,18 @@ pub(crate) fn run(config: Config) -> (u8, Option<String>) {
         config,
         workers: HashMap::new(),
         askers: Vec::new(),
-        last_report: None,
+        reports: Default::default(),
         inputs: tx,
     };
     tracing::info!(pid = own_pid(), "supervising");
     let code = supervisor.run(rx);
-    (code, supervisor.last_report.filter(|_| code != 0))
+    let reports = Vec::from(std::mem::take(&mut supervisor.reports));
+    let reason = (code != 0 && !reports.is_empty()).then(|| {
+        let mut reports = reports;
+        reports.reverse();
+        reports.join(": ")
+    });
+    (code, reason)
 }
 
 /// Each signal the supervisor handles becomes an [`Input::Signal`], through
@@ -287,7 +294,10 @@ impl Supervisor {
             }
             Action::Report(text) => {
                 tracing::warn!("{text}");
-                self.last_report = Some(text);
+                if self.reports.len() == 2 {
+                    self.reports.pop_front();
+                }
+                self.reports.push_back(text);
             }
             Action::Spawn | Action::Exit(_) => unreachable!("handled by the caller"),
         }
