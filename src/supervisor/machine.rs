@@ -29,6 +29,46 @@
 //!   with status 0, 1 otherwise.
 //! - A worker's exit is reported by its watcher after it was reaped; a
 //!   draining worker's exit needs nothing more.
+//!
+//! Where the rules above are silent, it decides:
+//! - **The first worker** is started at [`Event::Started`]. If it cannot be
+//!   spawned at all ([`Event::SpawnFailed`] before any worker was ever ready:
+//!   a missing or non-executable binary), the supervisor reports the error
+//!   and exits with status 1 at once: waiting would not help. If it exits or
+//!   times out before it is ready, it is replaced after a backoff and counts
+//!   towards [`CRASH_LOOP`], like any worker that fails with nothing serving.
+//! - **Restart requests** made before [`Event::Started`], while a worker
+//!   starts, or during a backoff join the worker on its way: they are answered
+//!   once, when it is ready (`Ok(pid)`) or fails (the error). A restart asked
+//!   while shutting down is answered [`Error::ShuttingDown`] at once; the
+//!   pending one is answered so when the shutdown begins. A worker started
+//!   without a request (the first one, a replacement) reports its failure
+//!   with [`Action::Report`] instead.
+//! - **The crash-loop count** is of consecutive workers that failed before
+//!   ready while no worker served; a restart that fails while the current
+//!   worker serves on does not count (the service is up). Any ready worker
+//!   resets it.
+//! - **`Notify::Ready`** (naming the supervisor) is said whenever a worker
+//!   becomes the serving one (first, restarted, replacement, taken back) and
+//!   after a restart that failed; the pid file is written once, at the first
+//!   ready.
+//! - **Take-back**: when the serving worker dies, the most recently drained
+//!   worker that still drains (and was not killed) resumes, whatever it was
+//!   drained for; only with none is the worker replaced after a backoff. A
+//!   restart on its way meanwhile goes on and, once ready, drains the one
+//!   taken back.
+//! - **Draining workers** are killed at stop + kill + [`KILL_MARGIN`] after
+//!   their drain, or at the shutdown's deadline if that is earlier.
+//! - **The exit status** reflects the shutdown: 0 if a worker had been ready,
+//!   no worker was killed after the shutdown began (a worker that was
+//!   starting is killed, so that counts) and every worker that exited after
+//!   it exited with status 0; 1 otherwise, and 1 when the supervisor gave up.
+//!   Failures before the shutdown (a crash that was replaced, a successor
+//!   killed at its ready timeout) are reported when they happen, not in the
+//!   status.
+//! - Events that fit no state (a pid it does not know, a ready from a worker
+//!   it killed, a second shutdown, a stray spawn answer) change nothing;
+//!   after [`Action::Exit`] every event is ignored.
 
 use std::time::{Duration, Instant};
 
@@ -615,5 +655,393 @@ impl Machine {
         } else {
             0
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SUP: u32 = 1;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn names(actions: &[Action]) -> Vec<&'static str> {
+        actions.iter().map(Action::name).collect()
+    }
+
+    fn exited(pid: u32, success: bool) -> Event {
+        Event::WorkerExited {
+            pid,
+            status: if success {
+                "exit status 0"
+            } else {
+                "exit status 1"
+            }
+            .into(),
+            success,
+        }
+    }
+
+    /// A supervisor whose first worker, pid 10, is ready at `t0`.
+    fn serving(t0: Instant) -> Machine {
+        let mut m = Machine::new(Timeouts::default(), SUP);
+        m.on(Event::Started, t0);
+        m.on(Event::WorkerSpawned { pid: 10 }, t0);
+        m.on(Event::WorkerReady { pid: 10 }, t0);
+        m
+    }
+
+    /// `serving`, then a restart whose new worker, `pid`, was spawned.
+    fn restarting(t0: Instant, pid: u32) -> Machine {
+        let mut m = serving(t0);
+        m.on(Event::RestartRequested, t0);
+        m.on(Event::WorkerSpawned { pid }, t0);
+        m
+    }
+
+    #[test]
+    fn the_first_ready_writes_the_pid_file_and_names_the_supervisor() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(Timeouts::default(), SUP);
+        assert_eq!(names(&m.on(Event::Started, t0)), ["Notify", "Spawn"]);
+        assert!(m.on(Event::WorkerSpawned { pid: 10 }, t0).is_empty());
+        assert_eq!(m.deadline(), Some(t0 + secs(30)), "the ready timeout");
+        assert_eq!(m.current(), None);
+        let acts = m.on(Event::WorkerReady { pid: 10 }, t0);
+        assert!(matches!(
+            &acts[..],
+            [
+                Action::WritePidFile,
+                Action::Notify(Notify::Ready { main_pid: SUP }),
+                Action::Notify(Notify::Status(_)),
+            ]
+        ));
+        assert_eq!(m.current(), Some(10));
+        assert_eq!(m.deadline(), None);
+    }
+
+    #[test]
+    fn a_restart_drains_the_old_worker_once_the_new_one_is_ready() {
+        let t0 = Instant::now();
+        let mut m = serving(t0);
+        let acts = m.on(Event::RestartRequested, t0);
+        assert!(matches!(
+            &acts[..],
+            [
+                Action::Notify(Notify::Reloading),
+                Action::Notify(Notify::Status(_)),
+                Action::Spawn,
+            ]
+        ));
+        assert!(m.on(Event::RestartRequested, t0).is_empty(), "coalesced");
+        assert!(m.on(Event::WorkerSpawned { pid: 11 }, t0).is_empty());
+        assert!(m.on(Event::RestartRequested, t0).is_empty(), "coalesced");
+        assert_eq!(m.current(), Some(10), "the old one serves meanwhile");
+        let acts = m.on(Event::WorkerReady { pid: 11 }, t0 + secs(1));
+        assert!(matches!(
+            &acts[..],
+            [
+                Action::RestartDone(Ok(11)),
+                Action::Drain {
+                    pid: 10,
+                    successor: Some(11)
+                },
+                Action::Notify(Notify::Ready { main_pid: SUP }),
+                Action::Notify(Notify::Status(_)),
+            ]
+        ));
+        assert_eq!(m.current(), Some(11));
+        assert_eq!(m.draining(), [10]);
+        assert_eq!(m.deadline(), Some(t0 + secs(1) + secs(40) + KILL_MARGIN));
+        assert!(m.on(exited(10, true), t0 + secs(2)).is_empty());
+        assert_eq!(m.draining(), Vec::<u32>::new());
+        assert_eq!(m.deadline(), None);
+    }
+
+    #[test]
+    fn a_ready_timeout_kills_the_new_worker_and_the_old_one_serves_on() {
+        let t0 = Instant::now();
+        let mut m = restarting(t0, 11);
+        assert!(m.on(Event::Tick, t0 + secs(29)).is_empty());
+        let acts = m.on(Event::Tick, t0 + secs(30));
+        assert!(matches!(&acts[..], [Action::Kill { pid: 11 }]));
+        assert_eq!(m.deadline(), None, "waits for the reap");
+        assert!(
+            m.on(Event::WorkerReady { pid: 11 }, t0 + secs(30))
+                .is_empty()
+        );
+        let acts = m.on(exited(11, false), t0 + secs(30));
+        assert!(matches!(
+            &acts[..],
+            [
+                Action::RestartDone(Err(Error::ReadyTimeout { pid: 11, .. })),
+                Action::Notify(Notify::Ready { main_pid: SUP }),
+                Action::Notify(Notify::Status(_)),
+            ]
+        ));
+        assert_eq!(m.current(), Some(10));
+        assert_eq!(
+            names(&m.on(Event::RestartRequested, t0 + secs(31))),
+            ["Notify", "Notify", "Spawn"],
+            "a later restart works"
+        );
+    }
+
+    #[test]
+    fn a_new_worker_that_exits_or_cannot_spawn_fails_the_restart() {
+        let t0 = Instant::now();
+        let mut m = restarting(t0, 11);
+        let acts = m.on(exited(11, false), t0);
+        assert!(matches!(
+            &acts[..],
+            [
+                Action::RestartDone(Err(Error::SuccessorExited { pid: 11, .. })),
+                Action::Notify(Notify::Ready { main_pid: SUP }),
+                Action::Notify(Notify::Status(_)),
+            ]
+        ));
+        assert_eq!(m.current(), Some(10));
+        m.on(Event::RestartRequested, t0);
+        let acts = m.on(Event::SpawnFailed(Error::Hook("no binary".into())), t0);
+        assert!(matches!(
+            &acts[..],
+            [
+                Action::RestartDone(Err(Error::Hook(_))),
+                Action::Notify(Notify::Ready { main_pid: SUP }),
+                Action::Notify(Notify::Status(_)),
+            ]
+        ));
+        assert_eq!(m.current(), Some(10));
+        assert_eq!(m.deadline(), None, "no backoff: a worker serves");
+    }
+
+    #[test]
+    fn a_new_worker_that_dies_after_ready_hands_back_to_the_draining_one() {
+        let t0 = Instant::now();
+        let mut m = restarting(t0, 11);
+        m.on(Event::WorkerReady { pid: 11 }, t0);
+        let acts = m.on(exited(11, false), t0 + secs(1));
+        assert!(matches!(
+            &acts[..],
+            [
+                Action::Resume { pid: 10 },
+                Action::Report(_),
+                Action::Notify(Notify::Ready { main_pid: SUP }),
+                Action::Notify(Notify::Status(_)),
+            ]
+        ));
+        assert_eq!(m.current(), Some(10));
+        assert!(m.draining().is_empty());
+        assert_eq!(m.deadline(), None, "no kill deadline any more");
+        assert_eq!(
+            names(&m.on(Event::RestartRequested, t0 + secs(2))),
+            ["Notify", "Notify", "Spawn"]
+        );
+    }
+
+    #[test]
+    fn a_draining_worker_that_overstays_is_killed() {
+        let t0 = Instant::now();
+        let mut m = restarting(t0, 11);
+        m.on(Event::WorkerReady { pid: 11 }, t0);
+        let bound = secs(40) + KILL_MARGIN;
+        assert!(m.on(Event::Tick, t0 + bound - secs(1)).is_empty());
+        let acts = m.on(Event::Tick, t0 + bound);
+        assert!(matches!(&acts[..], [Action::Kill { pid: 10 }]));
+        assert!(m.on(Event::Tick, t0 + bound).is_empty(), "killed once");
+        assert_eq!(m.deadline(), None);
+        // Killed: it cannot be taken back.
+        let acts = m.on(exited(11, false), t0 + bound);
+        assert_eq!(names(&acts), ["Report", "Notify"]);
+        assert_eq!(m.current(), None);
+    }
+
+    #[test]
+    fn a_first_worker_that_never_gets_ready_is_retried_with_backoff_then_given_up() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(Timeouts::default(), SUP);
+        m.on(Event::Started, t0);
+        let mut now = t0;
+        let mut delays = Vec::new();
+        for n in 1..=CRASH_LOOP {
+            let pid = 100 + n;
+            m.on(Event::WorkerSpawned { pid }, now);
+            let acts = m.on(exited(pid, false), now);
+            if n == CRASH_LOOP {
+                assert_eq!(
+                    names(&acts),
+                    [
+                        "Report",
+                        "Report",
+                        "Notify",
+                        "Notify",
+                        "RemovePidFile",
+                        "Exit"
+                    ]
+                );
+                assert!(matches!(acts.last(), Some(Action::Exit(1))));
+                break;
+            }
+            assert_eq!(names(&acts), ["Report", "Notify"]);
+            let at = m.deadline().expect("a backoff");
+            delays.push(at - now);
+            assert!(m.on(Event::Tick, at - Duration::from_millis(1)).is_empty());
+            now = at;
+            assert_eq!(names(&m.on(Event::Tick, now)), ["Notify", "Spawn"]);
+        }
+        let ms: Vec<u128> = delays.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]);
+        assert!(m.has_exited());
+        assert!(
+            m.on(Event::RestartRequested, now).is_empty(),
+            "nothing after Exit"
+        );
+    }
+
+    #[test]
+    fn a_first_worker_that_cannot_be_spawned_ends_the_supervisor() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(Timeouts::default(), SUP);
+        m.on(Event::Started, t0);
+        let acts = m.on(Event::SpawnFailed(Error::Hook("missing".into())), t0);
+        assert_eq!(
+            names(&acts),
+            [
+                "Report",
+                "Report",
+                "Notify",
+                "Notify",
+                "RemovePidFile",
+                "Exit"
+            ]
+        );
+        assert!(matches!(&acts[0], Action::Report(r) if r.contains("missing")));
+        assert!(matches!(acts.last(), Some(Action::Exit(1))));
+    }
+
+    #[test]
+    fn a_crashed_worker_is_replaced_and_the_backoff_resets_after_ten_seconds_ready() {
+        let t0 = Instant::now();
+        let mut m = serving(t0);
+        let acts = m.on(exited(10, false), t0 + secs(1));
+        assert_eq!(names(&acts), ["Report", "Notify"]);
+        assert_eq!(m.deadline(), Some(t0 + secs(1) + BACKOFF_MIN));
+        // A restart asked meanwhile joins the replacement.
+        assert!(m.on(Event::RestartRequested, t0 + secs(1)).is_empty());
+        let now = t0 + secs(1) + BACKOFF_MIN;
+        assert_eq!(names(&m.on(Event::Tick, now)), ["Notify", "Spawn"]);
+        m.on(Event::WorkerSpawned { pid: 11 }, now);
+        let acts = m.on(Event::WorkerReady { pid: 11 }, now);
+        assert!(matches!(
+            &acts[..],
+            [
+                Action::RestartDone(Ok(11)),
+                Action::Notify(Notify::Ready { main_pid: SUP }),
+                Action::Notify(Notify::Status(_)),
+            ]
+        ));
+        // Ready for less than BACKOFF_RESET: the backoff doubles.
+        m.on(exited(11, false), now + secs(1));
+        assert_eq!(m.deadline(), Some(now + secs(1) + 2 * BACKOFF_MIN));
+        let now = now + secs(1) + 2 * BACKOFF_MIN;
+        m.on(Event::Tick, now);
+        m.on(Event::WorkerSpawned { pid: 12 }, now);
+        m.on(Event::WorkerReady { pid: 12 }, now);
+        // Ready for BACKOFF_RESET: it starts over.
+        m.on(exited(12, false), now + BACKOFF_RESET);
+        assert_eq!(m.deadline(), Some(now + BACKOFF_RESET + BACKOFF_MIN));
+    }
+
+    #[test]
+    fn shutdown_drains_every_worker_and_exits_zero_only_when_all_went_well() {
+        let t0 = Instant::now();
+        let mut m = restarting(t0, 11);
+        m.on(Event::WorkerReady { pid: 11 }, t0);
+        m.on(Event::RestartRequested, t0);
+        m.on(Event::WorkerSpawned { pid: 12 }, t0);
+        let acts = m.on(Event::ShutdownRequested, t0 + secs(1));
+        assert!(matches!(
+            &acts[..],
+            [
+                Action::RestartDone(Err(Error::ShuttingDown)),
+                Action::Notify(Notify::Stopping),
+                Action::Notify(Notify::Status(_)),
+                Action::Drain {
+                    pid: 11,
+                    successor: None
+                },
+                Action::Kill { pid: 12 },
+            ]
+        ));
+        assert!(m.on(Event::ShutdownRequested, t0 + secs(1)).is_empty());
+        assert!(matches!(
+            &m.on(Event::RestartRequested, t0 + secs(1))[..],
+            [Action::RestartDone(Err(Error::ShuttingDown))]
+        ));
+        assert_eq!(m.current(), None);
+        assert!(m.on(exited(10, true), t0 + secs(2)).is_empty());
+        assert!(m.on(exited(12, false), t0 + secs(2)).is_empty());
+        let acts = m.on(exited(11, true), t0 + secs(3));
+        assert!(
+            matches!(&acts[..], [Action::RemovePidFile, Action::Exit(1)]),
+            "a starting worker was killed: {acts:?}"
+        );
+
+        let mut m = serving(t0);
+        m.on(Event::ShutdownRequested, t0);
+        let acts = m.on(exited(10, true), t0 + secs(1));
+        assert!(matches!(
+            &acts[..],
+            [Action::RemovePidFile, Action::Exit(0)]
+        ));
+    }
+
+    #[test]
+    fn shutdown_kills_what_is_left_at_its_deadline_and_exits_one() {
+        let t0 = Instant::now();
+        let mut m = serving(t0);
+        m.on(Event::ShutdownRequested, t0);
+        let bound = secs(40) + KILL_MARGIN;
+        assert_eq!(m.deadline(), Some(t0 + bound));
+        assert_eq!(names(&m.on(Event::Tick, t0 + bound)), ["Kill"]);
+        let acts = m.on(exited(10, false), t0 + bound);
+        assert!(matches!(
+            &acts[..],
+            [Action::RemovePidFile, Action::Exit(1)]
+        ));
+    }
+
+    #[test]
+    fn shutdown_while_spawning_waits_for_the_pid_to_kill_it() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(Timeouts::default(), SUP);
+        m.on(Event::Started, t0);
+        assert_eq!(
+            names(&m.on(Event::ShutdownRequested, t0)),
+            ["Notify", "Notify"]
+        );
+        assert_eq!(names(&m.on(Event::WorkerSpawned { pid: 10 }, t0)), ["Kill"]);
+        assert!(m.on(Event::WorkerReady { pid: 10 }, t0).is_empty());
+        let acts = m.on(exited(10, false), t0);
+        assert!(
+            matches!(&acts[..], [Action::RemovePidFile, Action::Exit(1)]),
+            "never ready: status 1"
+        );
+    }
+
+    #[test]
+    fn events_that_fit_no_state_change_nothing() {
+        let t0 = Instant::now();
+        let mut m = serving(t0);
+        assert!(m.on(Event::Started, t0).is_empty());
+        assert!(m.on(Event::WorkerSpawned { pid: 99 }, t0).is_empty());
+        assert!(m.on(Event::WorkerReady { pid: 99 }, t0).is_empty());
+        assert!(m.on(exited(99, false), t0).is_empty());
+        assert!(m.on(Event::SpawnFailed(Error::ShuttingDown), t0).is_empty());
+        assert!(m.on(Event::Tick, t0).is_empty());
+        assert_eq!(m.current(), Some(10));
     }
 }
