@@ -38,6 +38,27 @@ const LINGER: Duration = Duration::from_secs(1);
 /// send its first line: its client may have written it already.
 const FIRST_LINE_GRACE: Duration = Duration::from_secs(1);
 
+/// The answer to one line: `pid` → `pid=PID`; `sleep D` (D like `500ms`,
+/// `2s`) prints `sleeping D in pid PID`, waits D, then answers `slept D,
+/// pid=PID`, like the HTTP examples' `/sleep`; any other line comes back as is.
+async fn answer(line: Vec<u8>) -> Vec<u8> {
+    let pid = std::process::id();
+    if line == b"pid\n" {
+        return format!("pid={pid}\n").into_bytes();
+    }
+    let sleep = std::str::from_utf8(&line)
+        .ok()
+        .and_then(|l| l.strip_prefix("sleep "))
+        .map(str::trim_end)
+        .and_then(|d| Some((d, cli::parse_duration(d)?)));
+    let Some((text, duration)) = sleep else {
+        return line;
+    };
+    println!("sleeping {text} in pid {pid}");
+    tokio::time::sleep(duration).await;
+    format!("slept {text}, pid={pid}\n").into_bytes()
+}
+
 fn main() -> ExitCode {
     cli::init_logging();
     let cli = match cli::Cli::parse("echo", &["127.0.0.1:7000"], false) {
@@ -203,27 +224,6 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, guard: Tracked
         }
     })
     .await;
-}
-
-/// The answer to one line: `pid` → `pid=PID`; `sleep D` (D like `500ms`,
-/// `2s`) prints `sleeping D in pid PID`, waits D, then answers `slept D,
-/// pid=PID`, like the HTTP examples' `/sleep`; any other line comes back as is.
-async fn answer(line: Vec<u8>) -> Vec<u8> {
-    let pid = std::process::id();
-    if line == b"pid\n" {
-        return format!("pid={pid}\n").into_bytes();
-    }
-    let sleep = std::str::from_utf8(&line)
-        .ok()
-        .and_then(|l| l.strip_prefix("sleep "))
-        .map(str::trim_end)
-        .and_then(|d| Some((d, cli::parse_duration(d)?)));
-    let Some((text, duration)) = sleep else {
-        return line;
-    };
-    println!("sleeping {text} in pid {pid}");
-    tokio::time::sleep(duration).await;
-    format!("slept {text}, pid={pid}\n").into_bytes()
 }
 
 /// Echoes datagrams until draining starts.
