@@ -123,7 +123,8 @@ impl Scene {
     fn start(&self, pid_file: &Path) -> (Server, Target) {
         let mut cmd = Command::new(server::example("echo"));
         cmd.args(["--listen", "127.0.0.1:0", "--pid-file"])
-            .arg(pid_file);
+            .arg(pid_file)
+            .env("RUST_LOG", "info,handoff=debug");
         let server = Server::spawn(cmd, self.dir.path());
         let target = Target::of(&server.wait_started());
         (server, target)
@@ -212,14 +213,15 @@ async fn a_symlink_at_the_pid_file_path_is_replaced_not_followed() {
     // exiting generation neither reads through it nor removes the victim.
     server.expect_gone(pid0, T30);
     // ...once the new generation has seen its parent exit (it then makes sure
-    // the pid file names it, replacing whatever is at the path).
-    let seen = format!("handoff{{pid={new}}}: handoff::driver: the previous generation has exited");
+    // the pid file names it, replacing whatever is at the path): the event,
+    // logged at debug level.
+    let seen =
+        |l: &str| l.contains(&format!("handoff{{pid={new}}}")) && l.contains("event=ParentExited");
+    let logged = process::poll_until(T10, Duration::from_millis(20), || {
+        server.stderr().lines().any(seen).then_some(())
+    });
     assert!(
-        process::poll_until(T10, Duration::from_millis(20), || server
-            .stderr()
-            .contains(&seen)
-            .then_some(()))
-        .is_some(),
+        logged.is_some(),
         "{new} never logged that its parent exited\n{}",
         server.diagnostics()
     );
