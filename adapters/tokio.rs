@@ -1,6 +1,7 @@
 //! The tokio adapter: tokio's listeners as [`InheritedListener`], and
 //! [`Tokio`], the [`Runtime`] that gives the driver tokio's signals and timers.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::time::Instant;
@@ -55,6 +56,30 @@ impl InheritedListener for ::tokio::net::UnixListener {
 }
 
 /// Needs a tokio runtime context.
+impl crate::Accept for ::tokio::net::TcpListener {
+    type Connection = ::tokio::net::TcpStream;
+
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send {
+        async {
+            ::tokio::net::TcpListener::accept(self)
+                .await
+                .map(|(s, _)| s)
+        }
+    }
+}
+
+impl crate::Accept for ::tokio::net::UnixListener {
+    type Connection = ::tokio::net::UnixStream;
+
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send {
+        async {
+            ::tokio::net::UnixListener::accept(self)
+                .await
+                .map(|(s, _)| s)
+        }
+    }
+}
+
 impl InheritedListener for ::tokio::net::UdpSocket {
     const KIND: SocketKind = SocketKind::Udp;
     fn from_fd(fd: OwnedFd) -> io::Result<Self> {

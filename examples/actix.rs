@@ -39,7 +39,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::Stream;
 use futures_util::future::{Either, select};
 use handoff::actix::{Draining, Server};
-use handoff::{Address, Handoff};
+use handoff::{Address, ExitReason, Handoff};
 
 #[path = "common/cli.rs"]
 mod cli;
@@ -80,12 +80,12 @@ fn main() -> ExitCode {
         Err(e) => return cli.fail(e),
     };
     match actix_web::rt::System::new().block_on(serve(handoff, &cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(reason) => cli.done(reason),
         Err(e) => cli.fail(e),
     }
 }
 
-async fn serve(mut handoff: Handoff, cli: &cli::Cli) -> Result<(), handoff::Error> {
+async fn serve(mut handoff: Handoff, cli: &cli::Cli) -> Result<ExitReason, handoff::Error> {
     let (server, scheme) = match (&cli.tls_cert, &cli.tls_key) {
         // Read by every generation: a restart serves the files on disk then.
         #[cfg(feature = "tls")]
@@ -124,8 +124,7 @@ async fn serve(mut handoff: Handoff, cli: &cli::Cli) -> Result<(), handoff::Erro
         }
     }
     server.start(&handoff, http)?;
-    handoff.run(handoff::tokio::Tokio, server).await?;
-    Ok(())
+    handoff.run(handoff::tokio::Tokio, server).await
 }
 
 /// A GET-only resource (the caller adds its GET route): other methods are

@@ -23,7 +23,7 @@ use axum::extract::{DefaultBodyLimit, Extension};
 use axum::http::{StatusCode, Uri};
 use axum::routing::{get, post};
 use handoff::hyper::{Draining, Server, TowerToHyperService};
-use handoff::{Address, Handoff};
+use handoff::{Address, ExitReason, Handoff};
 
 #[path = "common/cli.rs"]
 mod cli;
@@ -76,12 +76,12 @@ fn main() -> ExitCode {
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(serve(handoff, &cli.listen)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(reason) => cli.done(reason),
         Err(e) => cli.fail(e),
     }
 }
 
-async fn serve(mut handoff: Handoff, addresses: &[String]) -> Result<(), handoff::Error> {
+async fn serve(mut handoff: Handoff, addresses: &[String]) -> Result<ExitReason, handoff::Error> {
     let router = Router::new()
         .route("/", get(root))
         .route("/sleep", get(sleep))
@@ -97,6 +97,5 @@ async fn serve(mut handoff: Handoff, addresses: &[String]) -> Result<(), handoff
             other => println!("serving http+{other} with pid {pid}"),
         }
     }
-    handoff.run(handoff::tokio::Tokio, server).await?;
-    Ok(())
+    handoff.run(handoff::tokio::Tokio, server).await
 }

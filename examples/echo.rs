@@ -25,7 +25,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use handoff::{Address, DrainGroup, Handoff, Tracked};
+use handoff::{Accept, Address, DrainGroup, Handoff, Tracked};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 #[path = "common/cli.rs"]
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(serve(handoff, addresses)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(reason) => cli.done(reason),
         Err(e) => cli.fail(e),
     }
 }
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
 async fn serve(
     mut handoff: Handoff,
     addresses: Vec<Address>,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<handoff::ExitReason, Box<dyn std::error::Error>> {
     let group = DrainGroup::new();
     let pid = std::process::id();
     for (i, address) in addresses.iter().enumerate() {
@@ -120,52 +120,21 @@ async fn serve(
             other => return Err(format!("unsupported address {other}").into()),
         }
     }
-    handoff.run(handoff::tokio::Tokio, group).await?;
-    Ok(())
+    Ok(handoff.run(handoff::tokio::Tokio, group).await?)
 }
 
-/// TCP and Unix listeners alike.
-trait Acceptor: Send + 'static {
-    type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
-    fn accept_one(&self) -> impl Future<Output = std::io::Result<Self::Stream>> + Send;
-}
-
-impl Acceptor for tokio::net::TcpListener {
-    type Stream = tokio::net::TcpStream;
-    async fn accept_one(&self) -> std::io::Result<Self::Stream> {
-        self.accept().await.map(|(s, _)| s)
-    }
-}
-
-impl Acceptor for tokio::net::UnixListener {
-    type Stream = tokio::net::UnixStream;
-    async fn accept_one(&self) -> std::io::Result<Self::Stream> {
-        self.accept().await.map(|(s, _)| s)
-    }
-}
-
-/// Accepts until draining starts, then drops the listener (the successor
-/// holds the same socket, so the kernel queue keeps every pending connection).
-async fn accept_loop(group: DrainGroup, listener: impl Acceptor) {
-    // The group is not idle until this loop stops, so it never looks idle
-    // between an accept and the track() of that connection.
-    let _accepting = group.accepting();
-    let mut drained = group.signal();
-    loop {
-        tokio::select! {
-            biased;
-            _ = &mut drained => break,
-            accepted = listener.accept_one() => match accepted {
-                Ok(stream) => {
-                    tokio::spawn(connection(stream, group.track()));
-                }
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
+/// Serves `listener` with handoff's accept loop: it pauses while draining
+/// and accepts again if the successor dies (see `DrainGroup::accept_loop`).
+async fn accept_loop<L>(group: DrainGroup, listener: L)
+where
+    L: Accept,
+    L::Connection: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    group
+        .accept_loop(&handoff::tokio::Tokio, listener, |stream, tracked| {
+            tokio::spawn(connection(stream, tracked));
+        })
+        .await
 }
 
 async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, guard: Tracked) {
@@ -226,25 +195,31 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, guard: Tracked
     .await;
 }
 
-/// Echoes datagrams until draining starts.
+/// Echoes datagrams until draining starts; again if this generation resumes.
 async fn udp_loop(group: DrainGroup, socket: tokio::net::UdpSocket) {
-    // The group is not idle until this loop stops, so a datagram being
-    // answered is not cut off.
-    let _serving = group.accepting();
-    let mut drained = group.signal();
     let mut buf = vec![0u8; 65536];
     loop {
-        tokio::select! {
-            biased;
-            _ = &mut drained => break,
-            received = socket.recv_from(&mut buf) => if let Ok((n, peer)) = received {
-                let reply = if buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]) == b"pid" {
-                    format!("pid={}\n", std::process::id()).into_bytes()
-                } else {
-                    buf[..n].to_vec()
-                };
-                let _ = socket.send_to(&reply, peer).await;
-            },
+        // The group is not idle while this loop serves, so a datagram being
+        // answered is not cut off.
+        let serving = group.accepting();
+        let mut drained = group.signal();
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut drained => break,
+                received = socket.recv_from(&mut buf) => if let Ok((n, peer)) = received {
+                    let reply = if buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]) == b"pid" {
+                        format!("pid={}\n", std::process::id()).into_bytes()
+                    } else {
+                        buf[..n].to_vec()
+                    };
+                    let _ = socket.send_to(&reply, peer).await;
+                },
+            }
+        }
+        drop(serving);
+        if !group.resumed().await {
+            return;
         }
     }
 }

@@ -4,75 +4,95 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use event_listener::Event;
 
+use crate::latch::Latch;
+
 /// Anything that serves connections and can be drained.
 ///
 /// The driver calls [`begin_drain`](Drainable::begin_drain) once the successor
 /// is ready (or on shutdown), then awaits [`idle`](Drainable::idle); at the
-/// stop timeout it calls [`abort`](Drainable::abort), and at the kill timeout
-/// the process exits whatever remains.
+/// stop timeout it calls [`abort`](Drainable::abort). Once the generation is
+/// done it awaits [`finish`](Drainable::finish), and `run()` returns.
+///
+/// If the successor dies while this generation drains, the driver calls
+/// [`resume`](Drainable::resume): this generation accepts again and is the
+/// one serving. It may later drain again (another restart, or a shutdown).
+/// So stopping to accept must keep the listener open, not drop it; see
+/// [`DrainGroup::accept_loop`], which does that.
 ///
 /// Implement it for a custom protocol, or use [`DrainGroup`], which implements
 /// it. Framework adapters implement it for their servers.
 #[async_trait]
 pub trait Drainable: Send + Sync {
-    /// Stops accepting, closes idle connections at once, and tells long-lived
-    /// work (streams, upgraded connections) to wrap up. Called once.
+    /// Stops accepting (keeping the listeners), closes idle connections at
+    /// once, and tells long-lived work (streams, upgraded connections) to wrap
+    /// up. Called once per drain: again only after [`resume`](Drainable::resume).
     fn begin_drain(&self);
+
+    /// Accepts again after [`begin_drain`](Drainable::begin_drain) (or after
+    /// [`abort`](Drainable::abort)): the successor died, and this generation
+    /// takes its listeners back. Connections already told to close still close.
+    fn resume(&self);
 
     /// How many connections or requests are still in flight.
     fn in_flight(&self) -> usize;
 
     /// Resolves when nothing is in flight any more. Only awaited after
-    /// [`begin_drain`](Drainable::begin_drain).
+    /// [`begin_drain`](Drainable::begin_drain); dropped unfinished when the
+    /// drain is cancelled by [`resume`](Drainable::resume).
     async fn idle(&self);
 
     /// Aborts whatever is still in flight (the hammer).
     fn abort(&self);
+
+    /// Called once when the generation is done (drained, or at the kill
+    /// timeout after [`abort`](Drainable::abort)), right before `run()`
+    /// returns: release what is left, such as the listeners an accept loop
+    /// kept while paused. Nothing by default.
+    async fn finish(&self) {}
 }
 
-#[async_trait]
-impl<D: Drainable + ?Sized> Drainable for Arc<D> {
-    fn begin_drain(&self) {
-        (**self).begin_drain()
-    }
-    fn in_flight(&self) -> usize {
-        (**self).in_flight()
-    }
-    async fn idle(&self) {
-        (**self).idle().await
-    }
-    fn abort(&self) {
-        (**self).abort()
-    }
+macro_rules! forward_drainable {
+    ($($ty:ty),*) => {$(
+        #[async_trait]
+        impl<D: Drainable + ?Sized> Drainable for $ty {
+            fn begin_drain(&self) {
+                (**self).begin_drain()
+            }
+            fn resume(&self) {
+                (**self).resume()
+            }
+            fn in_flight(&self) -> usize {
+                (**self).in_flight()
+            }
+            async fn idle(&self) {
+                (**self).idle().await
+            }
+            fn abort(&self) {
+                (**self).abort()
+            }
+            async fn finish(&self) {
+                (**self).finish().await
+            }
+        }
+    )*};
 }
 
-#[async_trait]
-impl<D: Drainable + ?Sized> Drainable for Box<D> {
-    fn begin_drain(&self) {
-        (**self).begin_drain()
-    }
-    fn in_flight(&self) -> usize {
-        (**self).in_flight()
-    }
-    async fn idle(&self) {
-        (**self).idle().await
-    }
-    fn abort(&self) {
-        (**self).abort()
-    }
-}
+forward_drainable!(Arc<D>, Box<D>);
 
 /// Several servers drained together (for example one per listener).
 #[async_trait]
 impl<D: Drainable> Drainable for Vec<D> {
     fn begin_drain(&self) {
         self.iter().for_each(|d| d.begin_drain())
+    }
+    fn resume(&self) {
+        self.iter().for_each(|d| d.resume())
     }
     fn in_flight(&self) -> usize {
         self.iter().map(|d| d.in_flight()).sum()
@@ -85,30 +105,23 @@ impl<D: Drainable> Drainable for Vec<D> {
     fn abort(&self) {
         self.iter().for_each(|d| d.abort())
     }
-}
-
-#[derive(Debug, Default)]
-struct Flag {
-    set: AtomicBool,
-    event: Event,
-}
-
-impl Flag {
-    fn raise(&self) {
-        if !self.set.swap(true, Ordering::SeqCst) {
-            self.event.notify(usize::MAX);
+    async fn finish(&self) {
+        for d in self {
+            d.finish().await
         }
-    }
-
-    fn is_set(&self) -> bool {
-        self.set.load(Ordering::SeqCst)
     }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    draining: Flag,
-    hammered: Flag,
+    draining: Latch,
+    hammered: Latch,
+    /// How many drains (hammers) have started, resumed ones included: a
+    /// connection told to close by one still closes after a resume.
+    drains: AtomicU64,
+    hammers: AtomicU64,
+    /// Set once the generation is done: paused accept loops end.
+    finished: Latch,
     /// Connections (or requests) in flight.
     count: AtomicUsize,
     /// Accept loops that have not stopped yet.
@@ -120,21 +133,53 @@ impl Inner {
     fn is_idle(&self) -> bool {
         self.count.load(Ordering::SeqCst) == 0 && self.accepting.load(Ordering::SeqCst) == 0
     }
+
+    fn latch(&self, which: Which) -> &Latch {
+        match which {
+            Which::Drain => &self.draining,
+            Which::Hammer => &self.hammered,
+        }
+    }
+
+    fn started(&self, which: Which) -> u64 {
+        match which {
+            Which::Drain => self.drains.load(Ordering::SeqCst),
+            Which::Hammer => self.hammers.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Whether `which` is on now, or started since `since` started ones.
+    fn fired(&self, which: Which, since: u64) -> bool {
+        self.latch(which).is_set() || self.started(which) > since
+    }
+
+    fn start(&self, which: Which) {
+        let latch = self.latch(which);
+        if !latch.is_set() {
+            // Counted first: whoever wakes on the latch sees the count.
+            match which {
+                Which::Drain => self.drains.fetch_add(1, Ordering::SeqCst),
+                Which::Hammer => self.hammers.fetch_add(1, Ordering::SeqCst),
+            };
+            latch.raise();
+        }
+    }
 }
 
 /// Tracks the connections of a server and implements [`Drainable`] for it.
 ///
-/// The accept loop stops when [`signal`](DrainGroup::signal) resolves; every
-/// connection holds a [`Tracked`] guard from [`track`](DrainGroup::track)
+/// Every connection holds a [`Tracked`] guard from [`track`](DrainGroup::track)
 /// while it is open, watches the guard's drain signal to finish what it is
-/// doing and close, and its hammer signal to stop at once.
+/// doing and close, and its hammer signal to stop at once. Accept with
+/// [`accept_loop`](DrainGroup::accept_loop), which keeps the contract that
+/// makes a drain reset-free: it pauses when draining starts (keeping the
+/// listener, in case the successor dies and this generation
+/// [resumes](Drainable::resume)), holds an [`accepting`](DrainGroup::accepting)
+/// guard while it accepts, tracks each connection before serving it, and backs
+/// off when accepting fails (out of descriptors).
 ///
-/// An accept loop holds an [`accepting`](DrainGroup::accepting) guard until
-/// it has stopped accepting. Otherwise the group could look idle in the
-/// instant between an `accept()` and the `track()` of that connection, the
-/// process would exit, and the kernel would answer the client with a reset. Cloning is cheap
-/// and shares the group. (The same shape as hyper-util's `GracefulShutdown`,
-/// without a runtime.)
+/// Cloning is cheap and shares the group. (The same shape as hyper-util's
+/// `GracefulShutdown`, without a runtime.)
 ///
 /// ```
 /// use handoff::{DrainGroup, Drainable};
@@ -163,12 +208,16 @@ impl DrainGroup {
     pub fn track(&self) -> Tracked {
         self.inner.count.fetch_add(1, Ordering::SeqCst);
         Tracked {
-            group: self.clone(),
+            draining: self.draining(),
         }
     }
 
-    /// Held by an accept loop until it stops accepting: the group is not idle
-    /// while any is held, but they do not count as [in flight](Drainable::in_flight).
+    /// Held by an accept loop while it accepts: the group is not idle while
+    /// any is held, but they do not count as [in flight](Drainable::in_flight).
+    /// Otherwise the group could look idle in the instant between an
+    /// `accept()` and the `track()` of that connection, the process would
+    /// exit, and the kernel would answer the client with a reset.
+    /// [`accept_loop`](DrainGroup::accept_loop) holds it for you.
     pub fn accepting(&self) -> Accepting {
         self.inner.accepting.fetch_add(1, Ordering::SeqCst);
         Accepting {
@@ -176,26 +225,60 @@ impl DrainGroup {
         }
     }
 
+    /// The drain as seen from now on: its signals fire for a drain that is
+    /// under way or starts later (see [`Draining`]).
+    pub fn draining(&self) -> Draining {
+        Draining {
+            group: self.clone(),
+            drains: self.inner.started(Which::Drain),
+            hammers: self.inner.started(Which::Hammer),
+        }
+    }
+
     /// A future that resolves when draining starts (immediately if it has).
     pub fn signal(&self) -> DrainSignal {
-        DrainSignal::new(self.inner.clone(), Which::Drain)
+        self.draining().signal()
     }
 
     /// A future that resolves when in-flight work is to be aborted.
     pub fn hammer_signal(&self) -> DrainSignal {
-        DrainSignal::new(self.inner.clone(), Which::Hammer)
+        self.draining().hammer_signal()
     }
 
-    /// Whether draining has started.
+    /// Whether draining has started (and not been [resumed](Drainable::resume)).
     pub fn is_draining(&self) -> bool {
         self.inner.draining.is_set()
+    }
+
+    /// Whether the generation is done ([`finish`](Drainable::finish)).
+    pub fn is_finished(&self) -> bool {
+        self.inner.finished.is_set()
+    }
+
+    /// While draining: resolves to `true` when this generation
+    /// [resumes](Drainable::resume) accepting, or `false` once it is
+    /// [finished](Drainable::finish) (stop serving for good then). At once
+    /// when not draining. A loop that serves a listener or a datagram socket
+    /// waits on it after it stopped for the drain signal.
+    pub async fn resumed(&self) -> bool {
+        let finished = std::pin::pin!(self.inner.finished.raised());
+        let resumed = std::pin::pin!(self.inner.draining.until(false));
+        match futures_util::future::select(finished, resumed).await {
+            futures_util::future::Either::Left(_) => false,
+            futures_util::future::Either::Right(_) => !self.is_finished(),
+        }
     }
 }
 
 #[async_trait]
 impl Drainable for DrainGroup {
     fn begin_drain(&self) {
-        self.inner.draining.raise();
+        self.inner.start(Which::Drain);
+    }
+
+    fn resume(&self) {
+        self.inner.hammered.lower();
+        self.inner.draining.lower();
     }
 
     fn in_flight(&self) -> usize {
@@ -216,8 +299,49 @@ impl Drainable for DrainGroup {
     }
 
     fn abort(&self) {
-        self.inner.draining.raise();
-        self.inner.hammered.raise();
+        self.inner.start(Which::Drain);
+        self.inner.start(Which::Hammer);
+    }
+
+    async fn finish(&self) {
+        self.inner.finished.raise();
+    }
+}
+
+/// The drain as one connection (or request, or task) sees it: its
+/// [`signal`](Draining::signal) fires when a drain starts, and stays fired
+/// for this connection even if the generation later
+/// [resumes](Drainable::resume) accepting (a connection told to close
+/// closes). Cheap to clone; `Send` and `Sync`, so it travels in request
+/// extensions. The HTTP adapters give every request one.
+#[derive(Debug, Clone)]
+pub struct Draining {
+    group: DrainGroup,
+    drains: u64,
+    hammers: u64,
+}
+
+impl Draining {
+    /// Resolves when draining starts (at once if it has): finish the unit of
+    /// work in hand, then close.
+    pub fn signal(&self) -> DrainSignal {
+        DrainSignal::new(self.group.inner.clone(), Which::Drain, self.drains)
+    }
+
+    /// Resolves when what is still in flight is to be aborted (the stop
+    /// timeout passed): stop at once.
+    pub fn hammer_signal(&self) -> DrainSignal {
+        DrainSignal::new(self.group.inner.clone(), Which::Hammer, self.hammers)
+    }
+
+    /// Whether draining has started.
+    pub fn is_draining(&self) -> bool {
+        self.group.inner.fired(Which::Drain, self.drains)
+    }
+
+    /// The group this view belongs to.
+    pub fn group(&self) -> &DrainGroup {
+        &self.group
     }
 }
 
@@ -225,30 +349,36 @@ impl Drainable for DrainGroup {
 /// the count.
 #[derive(Debug)]
 pub struct Tracked {
-    group: DrainGroup,
+    draining: Draining,
 }
 
 impl Tracked {
     /// Resolves when draining starts: finish the unit of work in hand, then close.
     pub fn drained(&self) -> DrainSignal {
-        self.group.signal()
+        self.draining.signal()
     }
 
     /// Resolves when remaining work must be aborted.
     pub fn hammered(&self) -> DrainSignal {
-        self.group.hammer_signal()
+        self.draining.hammer_signal()
     }
 
-    /// Whether draining has started.
+    /// Whether draining has started since this connection was accepted.
     pub fn is_draining(&self) -> bool {
-        self.group.is_draining()
+        self.draining.is_draining()
+    }
+
+    /// The drain as this connection sees it, to hand to its tasks.
+    pub fn draining(&self) -> &Draining {
+        &self.draining
     }
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        if self.group.inner.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.group.inner.idle.notify(usize::MAX);
+        let inner = &self.draining.group.inner;
+        if inner.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            inner.idle.notify(usize::MAX);
         }
     }
 }
@@ -287,34 +417,29 @@ enum Which {
 pub struct DrainSignal {
     inner: Arc<Inner>,
     which: Which,
+    since: u64,
     wait: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
 }
 
 impl DrainSignal {
-    fn new(inner: Arc<Inner>, which: Which) -> Self {
+    fn new(inner: Arc<Inner>, which: Which, since: u64) -> Self {
         DrainSignal {
             inner,
             which,
+            since,
             wait: None,
-        }
-    }
-
-    fn flag(inner: &Inner, which: Which) -> &Flag {
-        match which {
-            Which::Drain => &inner.draining,
-            Which::Hammer => &inner.hammered,
         }
     }
 
     /// Whether the signal has fired.
     pub fn is_fired(&self) -> bool {
-        Self::flag(&self.inner, self.which).is_set()
+        self.inner.fired(self.which, self.since)
     }
 }
 
 impl Clone for DrainSignal {
     fn clone(&self) -> Self {
-        DrainSignal::new(self.inner.clone(), self.which)
+        DrainSignal::new(self.inner.clone(), self.which, self.since)
     }
 }
 
@@ -335,20 +460,10 @@ impl Future for DrainSignal {
             return Poll::Ready(());
         }
         if self.wait.is_none() {
-            let inner = self.inner.clone();
-            let which = self.which;
+            let (inner, which, since) = (self.inner.clone(), self.which, self.since);
             self.wait = Some(Box::pin(async move {
-                loop {
-                    let flag = DrainSignal::flag(&inner, which);
-                    if flag.is_set() {
-                        return;
-                    }
-                    let listener = flag.event.listen();
-                    if flag.is_set() {
-                        return;
-                    }
-                    listener.await;
-                }
+                let check = |_| inner.fired(which, since);
+                inner.latch(which).until_with(check).await
             }));
         }
         self.wait.as_mut().expect("set above").as_mut().poll(cx)
@@ -419,5 +534,25 @@ mod tests {
         groups.begin_drain();
         assert!(groups.iter().all(DrainGroup::is_draining));
         assert_eq!(groups.in_flight(), 1);
+    }
+
+    #[test]
+    fn a_resume_accepts_again_but_connections_told_to_close_still_close() {
+        let group = DrainGroup::new();
+        let old = group.track();
+        group.begin_drain();
+        group.abort();
+        group.resume();
+        assert!(!group.is_draining());
+        assert!(old.is_draining(), "told to close before the resume");
+        assert!(old.drained().now_or_never().is_some());
+        assert!(old.hammered().now_or_never().is_some());
+        let new = group.track();
+        assert!(!new.is_draining());
+        assert!(new.drained().now_or_never().is_none());
+        assert!(new.hammered().now_or_never().is_none());
+        group.begin_drain();
+        assert!(new.drained().now_or_never().is_some());
+        assert!(new.hammered().now_or_never().is_none());
     }
 }

@@ -1,8 +1,9 @@
-//! The driver: a small async loop that feeds the [`Machine`] from signals,
-//! timers, handles and child processes, and carries out its actions.
+//! `Handoff::run`: the async loop that feeds the [`Driver`] from signals,
+//! timers, handles, child processes and the server, and the process
+//! [`Host`] that performs the machine's actions.
 
-use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Instant;
@@ -11,16 +12,19 @@ use futures_channel::mpsc;
 use futures_channel::oneshot;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use tracing::Instrument;
 
 use crate::drain::Drainable;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::handle::Command as HandleCommand;
-use crate::handoff::Handoff;
+use crate::handoff::{Handoff, Hooks};
+use crate::host::{Driver, Host};
 use crate::inherited::own_pid;
-use crate::machine::{Action, Event, ExitReason, Machine};
-use crate::runtime::Runtime;
-use crate::spawn::{self, Successor};
+use crate::machine::{Action, Event, ExitReason, Machine, Notify};
+use crate::registry::Listeners;
+use crate::runtime::{Runtime, Signal};
+use crate::spawn::{self, Command, Successor};
 use crate::{notify, pidfile};
 
 pub(crate) async fn run<R: Runtime, D: Drainable>(
@@ -29,35 +33,170 @@ pub(crate) async fn run<R: Runtime, D: Drainable>(
     server: D,
 ) -> Result<ExitReason> {
     let span = tracing::info_span!("handoff", pid = own_pid());
-    Driver::start(handoff, runtime, &server)
+    let reason = Loop::start(handoff, runtime, &server)
         .instrument(span.clone())
         .await?
         .run()
-        .instrument(span)
-        .await
+        .instrument(span.clone())
+        .await;
+    server.finish().instrument(span).await;
+    Ok(reason)
 }
 
-struct Driver<'a, R: Runtime, D: Drainable> {
-    handoff: Handoff,
-    runtime: R,
+/// The process host: spawns, signals the successor, writes the pid file,
+/// tells systemd, drains the server, reports to hooks and handles.
+struct ProcessHost<'a, D: Drainable> {
     server: &'a D,
-    machine: Machine,
-    signals: Option<futures_util::stream::BoxStream<'static, crate::runtime::Signal>>,
-    events_tx: mpsc::UnboundedSender<Event>,
-    events_rx: mpsc::UnboundedReceiver<Event>,
+    pid_file: Option<PathBuf>,
+    command: Command,
+    listeners: Listeners,
+    hooks: Hooks,
+    events: mpsc::UnboundedSender<Event>,
     waiters: Vec<oneshot::Sender<Result<u32>>>,
     successor: Option<Successor>,
-    timer: Option<(Instant, BoxFuture<'static, ()>)>,
+    /// Resolves once the server is idle, while draining.
     idle: Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
 }
 
+impl<D: Drainable> Host for ProcessHost<'_, D> {
+    fn spawn(&mut self) -> Result<u32> {
+        if let Some(hook) = self.hooks.before_spawn.as_mut() {
+            hook(()).map_err(Error::Hook)?;
+        }
+        let successor = spawn::spawn(
+            &self.command,
+            self.listeners.handover(),
+            self.events.clone(),
+        )?;
+        let pid = successor.pid;
+        self.successor = Some(successor);
+        Ok(pid)
+    }
+
+    fn kill(&mut self, pid: u32) {
+        if let Some(successor) = self.successor.as_ref().filter(|s| s.pid == pid) {
+            tracing::warn!(pid, "killing successor");
+            successor.kill();
+        }
+    }
+
+    fn begin_drain(&mut self) {
+        if let Some(hook) = self.hooks.on_drain.as_mut() {
+            hook(());
+        }
+        tracing::info!(in_flight = self.server.in_flight(), "draining");
+        self.server.begin_drain();
+        self.idle = Some(self.server.idle());
+    }
+
+    fn resume(&mut self) {
+        self.idle = None;
+        self.server.resume();
+        tracing::info!("accepting again");
+    }
+
+    fn hammer(&mut self) {
+        tracing::warn!(
+            in_flight = self.server.in_flight(),
+            "stop timeout reached; aborting what remains"
+        );
+        self.server.abort();
+    }
+
+    fn notify(&mut self, message: &Notify) {
+        if let Err(e) = notify::send(&notify::message(message)) {
+            tracing::warn!("sd_notify failed: {e}");
+        }
+    }
+
+    fn write_pid_file(&mut self, pid: u32) {
+        if let Some(path) = &self.pid_file {
+            // Rewritten only if it does not name `pid` already: whoever
+            // watches the file sees a change only when the pid changes.
+            if matches!(pidfile::read(path), Ok(pidfile::Content::Pid(named)) if named == pid) {
+                return;
+            }
+            if let Err(e) = pidfile::write(path, pid) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    fn remove_pid_file(&mut self) {
+        if let Some(path) = &self.pid_file {
+            if let Err(e) = pidfile::remove_if_own(path, own_pid()) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    fn ready(&mut self) {
+        tracing::info!("ready");
+        if let Some(hook) = self.hooks.on_ready.as_mut() {
+            hook(());
+        }
+    }
+
+    fn restart_done(&mut self, result: Result<u32>) {
+        match &result {
+            Ok(pid) => tracing::info!(successor = pid, "restart complete"),
+            Err(e) => tracing::error!("restart failed: {e}"),
+        }
+        if let Some(hook) = self.hooks.on_restart_result.as_mut() {
+            hook(&result);
+        }
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(result.clone());
+        }
+    }
+
+    fn successor_lost(&mut self, error: Error) {
+        tracing::error!("{error}");
+        if let Some(hook) = self.hooks.on_restart_result.as_mut() {
+            hook(&Err(error));
+        }
+    }
+
+    fn request_held(&mut self, action: &Action) {
+        match action {
+            Action::Deferred => {
+                tracing::info!("restart deferred until the previous generation has exited")
+            }
+            _ => tracing::info!("a restart is already in progress; joining it"),
+        }
+    }
+
+    fn exit(&mut self, reason: ExitReason) {
+        self.idle = None;
+        match reason {
+            ExitReason::KillTimeout => tracing::error!(
+                in_flight = self.server.in_flight(),
+                "kill timeout reached; done with work still in flight"
+            ),
+            _ => tracing::info!(?reason, "drained; done"),
+        }
+    }
+}
+
+/// What the loop waits on.
 enum Input {
-    Signal(crate::runtime::Signal),
+    Signal(Signal),
     Handle(HandleCommand),
     Event(Event),
 }
 
-impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
+struct Loop<'a, R: Runtime, D: Drainable> {
+    driver: Driver<ProcessHost<'a, D>>,
+    runtime: R,
+    restart_signals: Vec<Signal>,
+    signals: Option<BoxStream<'static, Signal>>,
+    early: Vec<Signal>,
+    commands: mpsc::UnboundedReceiver<HandleCommand>,
+    events: mpsc::UnboundedReceiver<Event>,
+    timer: Option<(Instant, BoxFuture<'static, ()>)>,
+}
+
+impl<'a, R: Runtime, D: Drainable> Loop<'a, R, D> {
     async fn start(mut handoff: Handoff, runtime: R, server: &'a D) -> Result<Self> {
         let mut wanted = handoff.restart_signals.clone();
         wanted.extend(handoff.shutdown_signals.iter().copied());
@@ -66,19 +205,18 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
         } else {
             Some(runtime.signals(&wanted)?)
         };
+        // The runtime's handlers are installed: what arrived since build()
+        // is delivered now, and no longer caught on the side.
+        let early = handoff.early_signals.take();
 
         handoff.listeners.close_unclaimed();
-        let pid = own_pid();
         let (events_tx, events_rx) = mpsc::unbounded();
         let parent_alive = match handoff.parent.take() {
             Some(parent) => {
                 let parent_pid = parent.pid();
                 match parent.send_ready() {
                     Ok(()) => {
-                        tracing::info!(
-                            parent = parent_pid,
-                            "ready; the previous generation drains"
-                        );
+                        tracing::info!(parent = parent_pid, "the previous generation drains");
                         let tx = events_tx.clone();
                         parent.watch(move || {
                             let _ = tx.unbounded_send(Event::ParentExited);
@@ -91,63 +229,51 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
                     }
                 }
             }
-            None => {
-                tracing::info!("ready");
-                false
-            }
+            None => false,
         };
-        // A successor's pid is written by its parent once the parent has
-        // stopped accepting; without a parent, this generation writes its own.
-        if !parent_alive {
-            if let Some(path) = &handoff.pid_file {
-                pidfile::write(path, pid)?;
-            }
-        }
-        if let Err(e) = notify::send(&format!("READY=1\nMAINPID={pid}")) {
-            tracing::warn!("sd_notify failed: {e}");
-        }
-        if let Some(hook) = handoff.hooks.on_ready.as_mut() {
-            hook(());
-        }
-        Ok(Driver {
-            machine: Machine::new(handoff.timeouts, parent_alive),
-            handoff,
-            runtime,
+        let host = ProcessHost {
             server,
-            signals,
-            events_tx,
-            events_rx,
+            pid_file: handoff.pid_file,
+            command: handoff.command,
+            listeners: handoff.listeners,
+            hooks: handoff.hooks,
+            events: events_tx,
             waiters: Vec::new(),
             successor: None,
-            timer: None,
             idle: None,
+        };
+        let machine = Machine::new(handoff.timeouts, own_pid(), parent_alive);
+        Ok(Loop {
+            driver: Driver::new(machine, host),
+            runtime,
+            restart_signals: handoff.restart_signals,
+            signals,
+            early,
+            commands: handoff.rx,
+            events: events_rx,
+            timer: None,
         })
     }
 
-    async fn run(mut self) -> Result<ExitReason> {
+    async fn run(mut self) -> ExitReason {
+        let mut next = Some(Event::Started);
         loop {
-            let event = self.next_event().await;
-            let mut queue = VecDeque::from([event]);
-            while let Some(event) = queue.pop_front() {
-                tracing::debug!(?event, "event");
-                if let Event::ParentExited = event {
-                    tracing::info!("the previous generation has exited");
-                    // Normally the parent wrote our pid already; if it died
-                    // before it could, the pid file must still name us.
-                    self.restore_pid_file();
-                }
-                for action in self.machine.on(event, Instant::now()) {
-                    if let Some(reason) = self.perform(action, &mut queue) {
-                        return Ok(reason);
-                    }
-                }
+            let event = match next.take() {
+                Some(event) => event,
+                None => self.next_event().await,
+            };
+            if let Some(reason) = self.driver.handle(event, Instant::now()) {
+                return reason;
             }
         }
     }
 
     async fn next_event(&mut self) -> Event {
         loop {
-            let deadline = self.machine.deadline();
+            if let Some(signal) = (!self.early.is_empty()).then(|| self.early.remove(0)) {
+                return self.on_signal(signal);
+            }
+            let deadline = self.driver.machine().deadline();
             if self.timer.as_ref().map(|(at, _)| *at) != deadline {
                 self.timer = deadline.map(|at| (at, self.runtime.sleep_until(at)));
             }
@@ -159,15 +285,18 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
                         Poll::Pending => {}
                     }
                 }
-                if let Poll::Ready(Some(cmd)) = self.handoff.rx.poll_next_unpin(cx) {
+                if let Poll::Ready(Some(cmd)) = self.commands.poll_next_unpin(cx) {
                     return Poll::Ready(Some(Input::Handle(cmd)));
                 }
-                if let Poll::Ready(Some(event)) = self.events_rx.poll_next_unpin(cx) {
+                // Before idleness: a successor that died is seen before the
+                // drain that would have ended this generation.
+                if let Poll::Ready(Some(event)) = self.events.poll_next_unpin(cx) {
                     return Poll::Ready(Some(Input::Event(event)));
                 }
-                if let Some(idle) = self.idle.as_mut() {
+                let host = self.driver.host_mut();
+                if let Some(idle) = host.idle.as_mut() {
                     if idle.as_mut().poll(cx).is_ready() {
-                        self.idle = None;
+                        host.idle = None;
                         return Poll::Ready(Some(Input::Event(Event::DrainIdle)));
                     }
                 }
@@ -181,17 +310,10 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
             })
             .await;
             match input {
-                Some(Input::Signal(sig)) => {
-                    if self.handoff.restart_signals.contains(&sig) {
-                        tracing::info!(signal = %sig, "restart requested");
-                        return Event::RestartRequested;
-                    }
-                    tracing::info!(signal = %sig, "shutdown requested");
-                    return Event::ShutdownRequested;
-                }
+                Some(Input::Signal(signal)) => return self.on_signal(signal),
                 Some(Input::Handle(HandleCommand::Restart(reply))) => {
                     tracing::info!("restart requested through a handle");
-                    self.waiters.push(reply);
+                    self.driver.host_mut().waiters.push(reply);
                     return Event::RestartRequested;
                 }
                 Some(Input::Handle(HandleCommand::Shutdown)) => {
@@ -204,118 +326,13 @@ impl<'a, R: Runtime, D: Drainable> Driver<'a, R, D> {
         }
     }
 
-    /// Carries out one action; returns the exit reason when the loop is done.
-    fn perform(&mut self, action: Action, queue: &mut VecDeque<Event>) -> Option<ExitReason> {
-        match action {
-            Action::Spawn => queue.push_back(self.spawn()),
-            Action::KillChild { pid } => {
-                if let Some(successor) = self.successor.as_ref().filter(|s| s.pid == pid) {
-                    tracing::warn!(pid, "killing successor");
-                    successor.kill();
-                }
-            }
-            Action::BeginDrain => {
-                if let Some(hook) = self.handoff.hooks.on_drain.as_mut() {
-                    hook(());
-                }
-                tracing::info!(in_flight = self.server.in_flight(), "draining");
-                self.server.begin_drain();
-                self.idle = Some(self.server.idle());
-            }
-            Action::Hammer => {
-                tracing::warn!(
-                    in_flight = self.server.in_flight(),
-                    "stop timeout reached; aborting what remains"
-                );
-                self.server.abort();
-            }
-            Action::Notify(n) => {
-                if let Err(e) = notify::send(&notify::message(&n)) {
-                    tracing::warn!("sd_notify failed: {e}");
-                }
-            }
-            Action::WritePidFile(pid) => {
-                if let Some(path) = &self.handoff.pid_file {
-                    if let Err(e) = pidfile::write(path, pid) {
-                        tracing::warn!("{e}");
-                    }
-                }
-            }
-            Action::RemovePidFile => {
-                if let Some(path) = &self.handoff.pid_file {
-                    if let Err(e) = pidfile::remove_if_own(path, own_pid()) {
-                        tracing::warn!("{e}");
-                    }
-                }
-            }
-            Action::RestartDone(result) => {
-                match &result {
-                    Ok(pid) => tracing::info!(successor = pid, "restart complete"),
-                    Err(e) => tracing::error!("restart failed: {e}"),
-                }
-                if result.is_err() && self.machine.is_accepting() {
-                    self.successor = None;
-                    self.restore_pid_file();
-                }
-                if let Some(hook) = self.handoff.hooks.on_restart_result.as_mut() {
-                    hook(&result);
-                }
-                for waiter in self.waiters.drain(..) {
-                    let _ = waiter.send(result.clone());
-                }
-            }
-            Action::Coalesced => tracing::info!("a restart is already in progress; joining it"),
-            Action::Deferred => {
-                tracing::info!("restart deferred until the previous generation has exited")
-            }
-            Action::Exit(reason) => {
-                match reason {
-                    ExitReason::KillTimeout => {
-                        tracing::error!(
-                            in_flight = self.server.in_flight(),
-                            "kill timeout reached; exiting with work still in flight"
-                        );
-                        std::process::exit(1);
-                    }
-                    _ => tracing::info!(?reason, "drained; exiting"),
-                }
-                return Some(reason);
-            }
-        }
-        None
-    }
-
-    /// Makes the pid file name this generation if it does not: after a failed
-    /// restart (this generation still accepts), or once the parent exited.
-    fn restore_pid_file(&self) {
-        let Some(path) = &self.handoff.pid_file else {
-            return;
-        };
-        let own = own_pid();
-        if !matches!(pidfile::read(path), Ok(pidfile::Content::Pid(pid)) if pid == own) {
-            if let Err(e) = pidfile::write(path, own) {
-                tracing::warn!("cannot restore: {e}");
-            }
-        }
-    }
-
-    fn spawn(&mut self) -> Event {
-        if let Some(hook) = self.handoff.hooks.before_spawn.as_mut() {
-            if let Err(e) = hook(()) {
-                return Event::SpawnFailed(crate::Error::Hook(e));
-            }
-        }
-        match spawn::spawn(
-            &self.handoff.command,
-            self.handoff.listeners.handover(),
-            self.events_tx.clone(),
-        ) {
-            Ok(successor) => {
-                let pid = successor.pid;
-                self.successor = Some(successor);
-                Event::ChildSpawned { pid }
-            }
-            Err(e) => Event::SpawnFailed(e),
+    fn on_signal(&self, signal: Signal) -> Event {
+        if self.restart_signals.contains(&signal) {
+            tracing::info!(%signal, "restart requested");
+            Event::RestartRequested
+        } else {
+            tracing::info!(%signal, "shutdown requested");
+            Event::ShutdownRequested
         }
     }
 }

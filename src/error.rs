@@ -106,6 +106,20 @@ pub enum Error {
         status: String,
     },
 
+    /// The successor exited after it said it was ready, while this generation
+    /// was still draining: this generation took its listeners back and serves
+    /// on.
+    #[error(
+        "successor pid {pid} exited after it was ready ({status}); \
+         this generation took the listeners back"
+    )]
+    SuccessorLost {
+        /// Its pid.
+        pid: u32,
+        /// How it ended, e.g. `exit status 1` or `killed by signal 9`.
+        status: String,
+    },
+
     /// The successor did not say it was ready within the ready timeout.
     #[error("successor pid {pid} was not ready within {timeout:?}; it was killed")]
     ReadyTimeout {

@@ -15,6 +15,7 @@ use crate::listener::InheritedListener;
 use crate::machine::{ExitReason, Timeouts};
 use crate::registry::Listeners;
 use crate::runtime::{Runtime, Signal};
+use crate::signals::EarlySignals;
 use crate::spawn::Command;
 use crate::unix_socket::UnixOptions;
 
@@ -168,14 +169,20 @@ impl Builder {
     }
 
     /// Runs after every restart attempt, with the successor's pid or the
-    /// error, whoever asked for it (signal or [`Handle::restart`]).
+    /// error, whoever asked for it (signal or [`Handle::restart`]); and again,
+    /// with [`Error::SuccessorLost`], if a successor that was ready dies while
+    /// this generation still drains (this generation then took the listeners
+    /// back and serves on).
     pub fn on_restart(mut self, hook: impl FnMut(&Result<u32>) + Send + 'static) -> Self {
         self.hooks.on_restart_result = Some(Box::new(hook));
         self
     }
 
-    /// Takes the sockets passed by the previous generation (or systemd) and
-    /// removes the protocol's variables from the environment.
+    /// Takes the sockets passed by the previous generation (or systemd),
+    /// removes the protocol's variables from the environment, and catches the
+    /// restart and shutdown signals: one that arrives before
+    /// [`Handoff::run`] has installed the runtime's handlers does not end the
+    /// process, and is acted on once `run()` starts.
     ///
     /// Call it early in `main`, before starting threads that read the
     /// environment: removing variables is not thread-safe on every libc.
@@ -190,7 +197,10 @@ impl Builder {
             command.args = args;
         }
         let (tx, rx) = mpsc::unbounded();
+        let mut caught = self.restart_signals.clone();
+        caught.extend(self.shutdown_signals.iter().copied());
         Ok(Handoff {
+            early_signals: EarlySignals::catch(&caught),
             timeouts: self.timeouts,
             restart_signals: self.restart_signals,
             shutdown_signals: self.shutdown_signals,
@@ -231,6 +241,7 @@ pub struct Handoff {
     pub(crate) parent: Option<ParentLink>,
     pub(crate) tx: mpsc::UnboundedSender<HandleCommand>,
     pub(crate) rx: mpsc::UnboundedReceiver<HandleCommand>,
+    pub(crate) early_signals: EarlySignals,
 }
 
 impl std::fmt::Debug for Handoff {
@@ -302,9 +313,14 @@ impl Handoff {
     /// the restart driver until this generation is done.
     ///
     /// Call it once `server` accepts on every listener. Resolves when the
-    /// generation has drained after a handover or a shutdown; return from
-    /// `main` then. If work is still in flight at stop + kill timeout, the
-    /// process exits with status 1 without returning.
+    /// generation has drained after a handover or a shutdown, or at stop +
+    /// kill timeout with work still in flight ([`ExitReason::KillTimeout`]:
+    /// flush what must be flushed and exit with a failure status; the library
+    /// never exits the process itself). Return from `main` then.
+    ///
+    /// If a successor dies after it said ready while this generation still
+    /// drains, this generation takes its listeners back ([`Drainable::resume`])
+    /// and serves on, and `run()` goes on.
     pub async fn run<R: Runtime, D: Drainable>(self, runtime: R, server: D) -> Result<ExitReason> {
         crate::driver::run(self, runtime, server).await
     }

@@ -15,7 +15,9 @@
 //!    finish (see [`Drainable`]), and exits, or aborts what remains at the stop
 //!    timeout and exits at the kill timeout.
 //! 5. If the new process fails to start, exits, or hangs past the ready
-//!    timeout, N kills and reaps it, serves on, and reports the error.
+//!    timeout, N kills and reaps it, serves on, and reports the error. If it
+//!    dies after it said ready while N still drains, N takes its listeners
+//!    back and serves on (connections queued meanwhile included).
 //!
 //! SIGTERM and SIGINT drain the same way without a successor.
 //!
@@ -45,6 +47,7 @@
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod accept;
 mod drain;
 mod driver;
 mod error;
@@ -52,7 +55,9 @@ mod error;
 mod fuzz;
 mod handle;
 mod handoff;
+mod host;
 mod inherited;
+mod latch;
 mod listener;
 pub mod machine;
 mod notify;
@@ -60,12 +65,14 @@ mod pidfile;
 pub mod protocol;
 mod registry;
 mod runtime;
+mod signals;
 mod socket;
 mod spawn;
 mod sys;
 mod unix_socket;
 
-pub use drain::{Accepting, DrainGroup, DrainSignal, Drainable, Tracked};
+pub use accept::Accept;
+pub use drain::{Accepting, DrainGroup, DrainSignal, Drainable, Draining, Tracked};
 pub use error::{Error, Result};
 pub use handle::Handle;
 pub use handoff::{Builder, Handoff};

@@ -2,8 +2,11 @@
 //!
 //! [`Machine::on`] takes an [`Event`] and the current time and returns the
 //! [`Action`]s to carry out; [`Machine::deadline`] says when the next
-//! [`Event::Tick`] is due. The driver (`crate::driver`) feeds it from signals,
-//! timers and child processes; tests feed it from a virtual clock.
+//! [`Event::Tick`] is due. The driver feeds it from signals, timers and child
+//! processes and carries its actions out; tests feed it from a virtual clock.
+//! Every decision is here, down to the pid file, the service manager's
+//! messages and what happens at the kill timeout: a reader follows a restart,
+//! signal to exit, in this file alone.
 //!
 //! The rules it enforces:
 //! - this generation never stops accepting before its successor said ready;
@@ -13,11 +16,17 @@
 //! - requests made while an upgrade is in flight share its result;
 //! - a successor that fails (spawn error, exit, ready timeout) is killed and
 //!   reaped, and this generation serves on;
+//! - a successor that dies after it said ready, while this generation still
+//!   drains, hands the listeners back: this generation accepts again and is
+//!   the one serving (pid file, service manager and report say so);
+//! - the pid file names the generation that accepts, and is written before
+//!   the service manager is told;
 //! - a drain ends in [`Action::Exit`] by stop timeout + kill timeout.
 
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
+pub use crate::host::{Driver, Host};
 
 /// The three timeouts that bound a restart and a drain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +55,9 @@ impl Default for Timeouts {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Event {
+    /// This generation accepts on every listener (and has told its parent,
+    /// if it has one): the first event.
+    Started,
     /// A restart was asked for (signal or handle).
     RestartRequested,
     /// A graceful shutdown was asked for (signal or handle).
@@ -89,6 +101,7 @@ pub enum ExitReason {
     /// Graceful shutdown finished: everything in flight finished.
     Shutdown,
     /// The kill timeout passed after the hammer with work still in flight.
+    /// Exiting is the application's choice; the examples exit with status 1.
     KillTimeout,
 }
 
@@ -96,10 +109,14 @@ pub enum ExitReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Notify {
-    /// `RELOADING=1`: a restart began.
+    /// `RELOADING=1` with `MONOTONIC_USEC`: a restart began.
     Reloading,
-    /// `MAINPID=pid` and `READY=1`: the successor accepts.
-    MainPid(u32),
+    /// `MAINPID=pid` and `READY=1`: this process accepts, or its successor
+    /// does, or it took the listeners back.
+    Ready {
+        /// The pid of the process that accepts.
+        main_pid: u32,
+    },
     /// `STOPPING=1`: draining without a successor.
     Stopping,
     /// `STATUS=...`: a human-readable status line.
@@ -119,29 +136,67 @@ pub enum Action {
         /// Its pid.
         pid: u32,
     },
-    /// Stop accepting, close idle connections, fire the drain signal.
+    /// Stop accepting (keeping the listeners), close idle connections, fire
+    /// the drain signal; report [`Event::DrainIdle`] once nothing is in flight.
     BeginDrain,
+    /// Accept again: the successor died after it was ready, and this
+    /// generation takes its listeners back. Stop watching for idle.
+    Resume,
     /// Abort whatever is still in flight.
     Hammer,
     /// Tell the service manager.
     Notify(Notify),
-    /// Write this pid to the pid file: the successor accepts and this
-    /// generation has just been told to stop.
+    /// Make the pid file name this pid: the generation that accepts.
     WritePidFile(u32),
     /// Remove the pid file if it still names this process.
     RemovePidFile,
-    /// Answer everyone waiting for a restart.
+    /// This generation is ready: run the ready hook.
+    Ready,
+    /// Answer everyone waiting for a restart, and report the result.
     RestartDone(Result<u32, Error>),
+    /// The successor died after it said ready; this generation took the
+    /// listeners back. Report it ([`Error::SuccessorLost`]).
+    SuccessorLost {
+        /// Its pid.
+        pid: u32,
+        /// How it ended.
+        status: String,
+    },
     /// A restart request joined the one already in flight.
     Coalesced,
     /// A restart request waits until this generation's parent has exited.
     Deferred,
-    /// Exit the process.
+    /// The generation is done: release what is left and return `reason`
+    /// from `run()`.
     Exit(ExitReason),
+}
+
+impl Action {
+    /// The action's name, without its data: `"Spawn"`, `"WritePidFile"`...
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Spawn => "Spawn",
+            Action::KillChild { .. } => "KillChild",
+            Action::BeginDrain => "BeginDrain",
+            Action::Resume => "Resume",
+            Action::Hammer => "Hammer",
+            Action::Notify(_) => "Notify",
+            Action::WritePidFile(_) => "WritePidFile",
+            Action::RemovePidFile => "RemovePidFile",
+            Action::Ready => "Ready",
+            Action::RestartDone(_) => "RestartDone",
+            Action::SuccessorLost { .. } => "SuccessorLost",
+            Action::Coalesced => "Coalesced",
+            Action::Deferred => "Deferred",
+            Action::Exit(_) => "Exit",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 enum Phase {
+    /// Before [`Event::Started`].
+    Starting,
     Serving,
     Spawning,
     AwaitingReady {
@@ -168,6 +223,7 @@ enum Phase {
 pub struct Machine {
     phase: Phase,
     timeouts: Timeouts,
+    pid: u32,
     parent_alive: bool,
     restart_deferred: bool,
     shutdown_pending: bool,
@@ -176,12 +232,15 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// A machine for a generation that has just become ready. `parent_alive`
-    /// is true when it took over from a parent that is still draining.
-    pub fn new(timeouts: Timeouts, parent_alive: bool) -> Self {
+    /// The machine of generation `pid`, before [`Event::Started`].
+    /// `parent_alive` is true when it took over from a parent that is still
+    /// draining (that parent names it in the pid file and to the service
+    /// manager).
+    pub fn new(timeouts: Timeouts, pid: u32, parent_alive: bool) -> Self {
         Machine {
-            phase: Phase::Serving,
+            phase: Phase::Starting,
             timeouts,
+            pid,
             parent_alive,
             restart_deferred: false,
             shutdown_pending: false,
@@ -205,11 +264,15 @@ impl Machine {
         }
     }
 
-    /// Whether this generation still accepts connections.
+    /// Whether this generation accepts connections (or will, once started).
     pub fn is_accepting(&self) -> bool {
         matches!(
             self.phase,
-            Phase::Serving | Phase::Spawning | Phase::AwaitingReady { .. } | Phase::Killing { .. }
+            Phase::Starting
+                | Phase::Serving
+                | Phase::Spawning
+                | Phase::AwaitingReady { .. }
+                | Phase::Killing { .. }
         )
     }
 
@@ -221,8 +284,22 @@ impl Machine {
     /// Feeds one event at time `now` and returns what to do, in order.
     pub fn on(&mut self, event: Event, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
+        if let Phase::Starting = self.phase {
+            match event {
+                Event::Started => self.on_started(&mut out),
+                // Requests made before run() wait for it; a parent that exits
+                // before is seen when it is reported again.
+                Event::RestartRequested | Event::ShutdownRequested | Event::ParentExited => {
+                    self.on_started(&mut out);
+                    out.extend(self.on(event, now));
+                }
+                _ => {}
+            }
+            return out;
+        }
         match event {
-            Event::RestartRequested => self.on_restart(now, &mut out),
+            Event::Started => {}
+            Event::RestartRequested => self.on_restart(&mut out),
             Event::ShutdownRequested => self.on_shutdown(now, &mut out),
             Event::ChildSpawned { pid } => {
                 if let Phase::Spawning = self.phase {
@@ -241,20 +318,14 @@ impl Machine {
             }
             Event::SpawnFailed(error) => {
                 if let Phase::Spawning = self.phase {
-                    out.push(Action::RestartDone(Err(error)));
-                    self.phase = Phase::Serving;
-                    if self.shutdown_pending {
-                        self.begin_drain(None, now, &mut out);
-                    }
+                    self.restart_failed(error, now, &mut out);
                 }
             }
             Event::ChildReady { pid } => {
                 if let Phase::AwaitingReady { pid: child, .. } = self.phase {
                     if child == pid {
                         out.push(Action::RestartDone(Ok(pid)));
-                        out.push(Action::Notify(Notify::MainPid(pid)));
                         self.begin_drain(Some(pid), now, &mut out);
-                        out.push(Action::WritePidFile(pid));
                     }
                 }
             }
@@ -262,6 +333,11 @@ impl Machine {
             Event::ParentExited => {
                 if self.parent_alive {
                     self.parent_alive = false;
+                    // Normally the parent named us already; if it died before
+                    // it could, the pid file must still name the one serving.
+                    if self.is_accepting() {
+                        out.push(Action::WritePidFile(self.pid));
+                    }
                     if self.restart_deferred && matches!(self.phase, Phase::Serving) {
                         self.restart_deferred = false;
                         self.start_spawn(&mut out);
@@ -279,16 +355,29 @@ impl Machine {
         out
     }
 
-    fn on_restart(&mut self, _now: Instant, out: &mut Vec<Action>) {
+    fn on_started(&mut self, out: &mut Vec<Action>) {
+        self.phase = Phase::Serving;
+        // With a live parent, the parent names this generation once it has
+        // stopped accepting; otherwise this generation names itself.
+        if !self.parent_alive {
+            out.push(Action::WritePidFile(self.pid));
+            out.push(Action::Notify(Notify::Ready { main_pid: self.pid }));
+        }
+        out.push(Action::Notify(Notify::Status("serving".into())));
+        out.push(Action::Ready);
+    }
+
+    fn on_restart(&mut self, out: &mut Vec<Action>) {
         match self.phase {
             Phase::Serving if self.parent_alive => {
                 self.restart_deferred = true;
                 out.push(Action::Deferred);
             }
             Phase::Serving => self.start_spawn(out),
-            Phase::Spawning | Phase::AwaitingReady { .. } | Phase::Killing { .. } => {
-                out.push(Action::Coalesced)
-            }
+            Phase::Starting
+            | Phase::Spawning
+            | Phase::AwaitingReady { .. }
+            | Phase::Killing { .. } => out.push(Action::Coalesced),
             Phase::Draining { successor, .. } | Phase::Hammered { successor, .. } => {
                 out.push(Action::RestartDone(Err(match successor {
                     Some(successor) => Error::HandedOver { successor },
@@ -301,7 +390,7 @@ impl Machine {
 
     fn on_shutdown(&mut self, now: Instant, out: &mut Vec<Action>) {
         match self.phase.clone() {
-            Phase::Serving => {
+            Phase::Starting | Phase::Serving => {
                 if self.restart_deferred {
                     self.restart_deferred = false;
                     out.push(Action::RestartDone(Err(Error::ShuttingDown)));
@@ -332,19 +421,19 @@ impl Machine {
         }
         match self.phase.clone() {
             Phase::AwaitingReady { pid: child, .. } if child == pid => {
-                out.push(Action::RestartDone(Err(Error::SuccessorExited {
-                    pid,
-                    status,
-                })));
-                self.phase = Phase::Serving;
+                self.restart_failed(Error::SuccessorExited { pid, status }, now, out);
             }
             Phase::Killing { pid: child, error } if child == pid => {
-                out.push(Action::RestartDone(Err(error)));
-                self.phase = Phase::Serving;
-                if self.shutdown_pending {
-                    self.begin_drain(None, now, out);
-                }
+                self.restart_failed(error, now, out);
             }
+            Phase::Draining {
+                successor: Some(child),
+                ..
+            }
+            | Phase::Hammered {
+                successor: Some(child),
+                ..
+            } if child == pid => self.take_back(pid, status, out),
             _ => {}
         }
     }
@@ -379,15 +468,60 @@ impl Machine {
     fn start_spawn(&mut self, out: &mut Vec<Action>) {
         self.phase = Phase::Spawning;
         out.push(Action::Notify(Notify::Reloading));
+        out.push(Action::Notify(Notify::Status(
+            "restarting: starting a new generation".into(),
+        )));
         out.push(Action::Spawn);
     }
 
-    fn begin_drain(&mut self, successor: Option<u32>, now: Instant, out: &mut Vec<Action>) {
-        if successor.is_none() {
-            out.push(Action::Notify(Notify::Stopping));
-            out.push(Action::RemovePidFile);
+    /// The successor failed before it was ready (and is reaped): serve on,
+    /// and say so to whoever saw the restart begin.
+    fn restart_failed(&mut self, error: Error, now: Instant, out: &mut Vec<Action>) {
+        self.phase = Phase::Serving;
+        let status = format!("restart failed: {error}; serving on");
+        out.push(Action::RestartDone(Err(error)));
+        if self.shutdown_pending {
+            self.begin_drain(None, now, out);
+            return;
         }
+        out.push(Action::WritePidFile(self.pid));
+        out.push(Action::Notify(Notify::Ready { main_pid: self.pid }));
+        out.push(Action::Notify(Notify::Status(status)));
+    }
+
+    /// The successor died after it was ready, while this generation drains:
+    /// accept again, and be the one named everywhere.
+    fn take_back(&mut self, pid: u32, status: String, out: &mut Vec<Action>) {
+        self.phase = Phase::Serving;
+        self.idle = false;
+        out.push(Action::Resume);
+        out.push(Action::WritePidFile(self.pid));
+        out.push(Action::Notify(Notify::Ready { main_pid: self.pid }));
+        out.push(Action::Notify(Notify::Status(format!(
+            "successor pid {pid} exited after it was ready ({status}); serving again"
+        ))));
+        out.push(Action::SuccessorLost { pid, status });
+    }
+
+    fn begin_drain(&mut self, successor: Option<u32>, now: Instant, out: &mut Vec<Action>) {
         out.push(Action::BeginDrain);
+        match successor {
+            // Stopped accepting: now the successor is the one to name.
+            Some(pid) => {
+                out.push(Action::WritePidFile(pid));
+                out.push(Action::Notify(Notify::Ready { main_pid: pid }));
+                out.push(Action::Notify(Notify::Status(format!(
+                    "handed over to pid {pid}; draining"
+                ))));
+            }
+            None => {
+                out.push(Action::Notify(Notify::Stopping));
+                out.push(Action::Notify(Notify::Status(
+                    "shutting down; draining".into(),
+                )));
+                out.push(Action::RemovePidFile);
+            }
+        }
         self.phase = Phase::Draining {
             successor,
             stop_at: now + self.timeouts.stop,
@@ -417,23 +551,38 @@ mod tests {
         Duration::from_secs(s)
     }
 
-    fn names(actions: &[Action]) -> Vec<String> {
-        actions
-            .iter()
-            .map(|a| {
-                let text = format!("{a:?}");
-                text.split(['(', ' ', '{']).next().unwrap().to_owned()
-            })
-            .collect()
+    fn names(actions: &[Action]) -> Vec<&'static str> {
+        actions.iter().map(Action::name).collect()
+    }
+
+    fn started(parent_alive: bool, t0: Instant) -> Machine {
+        let mut m = Machine::new(Timeouts::default(), 1, parent_alive);
+        m.on(Event::Started, t0);
+        m
     }
 
     #[test]
-    fn happy_restart_drains_after_ready() {
+    fn a_first_generation_names_itself_a_successor_is_named_by_its_parent() {
         let t0 = Instant::now();
-        let mut m = Machine::new(Timeouts::default(), false);
+        let mut m = Machine::new(Timeouts::default(), 1, false);
+        let acts = m.on(Event::Started, t0);
+        assert_eq!(names(&acts), ["WritePidFile", "Notify", "Notify", "Ready"]);
+        assert!(matches!(acts[0], Action::WritePidFile(1)));
+        assert!(matches!(
+            acts[1],
+            Action::Notify(Notify::Ready { main_pid: 1 })
+        ));
+        let mut m = Machine::new(Timeouts::default(), 2, true);
+        assert_eq!(names(&m.on(Event::Started, t0)), ["Notify", "Ready"]);
+    }
+
+    #[test]
+    fn happy_restart_drains_after_ready_and_names_the_successor() {
+        let t0 = Instant::now();
+        let mut m = started(false, t0);
         assert_eq!(
             names(&m.on(Event::RestartRequested, t0)),
-            ["Notify", "Spawn"]
+            ["Notify", "Notify", "Spawn"]
         );
         assert!(m.on(Event::ChildSpawned { pid: 7 }, t0).is_empty());
         assert!(m.is_accepting());
@@ -441,8 +590,19 @@ mod tests {
         let acts = m.on(Event::ChildReady { pid: 7 }, t0 + secs(1));
         assert_eq!(
             names(&acts),
-            ["RestartDone", "Notify", "BeginDrain", "WritePidFile"]
+            [
+                "RestartDone",
+                "BeginDrain",
+                "WritePidFile",
+                "Notify",
+                "Notify"
+            ]
         );
+        assert!(matches!(acts[2], Action::WritePidFile(7)));
+        assert!(matches!(
+            acts[3],
+            Action::Notify(Notify::Ready { main_pid: 7 })
+        ));
         assert!(!m.is_accepting());
         assert_eq!(m.deadline(), Some(t0 + secs(31)));
         let acts = m.on(Event::DrainIdle, t0 + secs(2));
@@ -455,7 +615,7 @@ mod tests {
     #[test]
     fn ready_timeout_kills_reaps_and_serves_on() {
         let t0 = Instant::now();
-        let mut m = Machine::new(Timeouts::default(), false);
+        let mut m = started(false, t0);
         m.on(Event::RestartRequested, t0);
         m.on(Event::ChildSpawned { pid: 7 }, t0);
         assert!(m.on(Event::Tick, t0 + secs(29)).is_empty());
@@ -470,30 +630,72 @@ mod tests {
         );
         assert!(matches!(
             &acts[..],
-            [Action::RestartDone(Err(Error::ReadyTimeout { pid: 7, .. }))]
+            [
+                Action::RestartDone(Err(Error::ReadyTimeout { pid: 7, .. })),
+                Action::WritePidFile(1),
+                Action::Notify(Notify::Ready { main_pid: 1 }),
+                Action::Notify(Notify::Status(_)),
+            ]
         ));
         assert!(m.is_accepting());
         assert_eq!(
             names(&m.on(Event::RestartRequested, t0 + secs(31))),
-            ["Notify", "Spawn"]
+            ["Notify", "Notify", "Spawn"]
+        );
+    }
+
+    #[test]
+    fn a_successor_that_dies_after_ready_hands_the_listeners_back() {
+        let t0 = Instant::now();
+        let mut m = started(false, t0);
+        m.on(Event::RestartRequested, t0);
+        m.on(Event::ChildSpawned { pid: 7 }, t0);
+        m.on(Event::ChildReady { pid: 7 }, t0);
+        let acts = m.on(
+            Event::ChildExited {
+                pid: 7,
+                status: "killed by signal 9".into(),
+            },
+            t0 + secs(1),
+        );
+        assert!(matches!(
+            &acts[..],
+            [
+                Action::Resume,
+                Action::WritePidFile(1),
+                Action::Notify(Notify::Ready { main_pid: 1 }),
+                Action::Notify(Notify::Status(_)),
+                Action::SuccessorLost { pid: 7, .. },
+            ]
+        ));
+        assert!(m.is_accepting());
+        assert_eq!(m.deadline(), None, "no stop timeout any more");
+        assert!(m.on(Event::DrainIdle, t0 + secs(2)).is_empty());
+        assert_eq!(
+            names(&m.on(Event::RestartRequested, t0 + secs(3))),
+            ["Notify", "Notify", "Spawn"],
+            "a later restart works"
         );
     }
 
     #[test]
     fn successor_waits_for_parent_before_upgrading() {
         let t0 = Instant::now();
-        let mut m = Machine::new(Timeouts::default(), true);
+        let mut m = started(true, t0);
         assert_eq!(names(&m.on(Event::RestartRequested, t0)), ["Deferred"]);
-        assert_eq!(names(&m.on(Event::ParentExited, t0)), ["Notify", "Spawn"]);
+        assert_eq!(
+            names(&m.on(Event::ParentExited, t0)),
+            ["WritePidFile", "Notify", "Notify", "Spawn"]
+        );
     }
 
     #[test]
     fn drain_is_bounded_by_stop_plus_kill() {
         let t0 = Instant::now();
-        let mut m = Machine::new(Timeouts::default(), false);
+        let mut m = started(false, t0);
         assert_eq!(
             names(&m.on(Event::ShutdownRequested, t0)),
-            ["Notify", "RemovePidFile", "BeginDrain"]
+            ["BeginDrain", "Notify", "Notify", "RemovePidFile"]
         );
         assert_eq!(names(&m.on(Event::Tick, t0 + secs(30))), ["Hammer"]);
         let acts = m.on(Event::Tick, t0 + secs(40));
@@ -503,7 +705,7 @@ mod tests {
     #[test]
     fn shutdown_during_upgrade_kills_the_child_and_waits_for_its_reaping() {
         let t0 = Instant::now();
-        let mut m = Machine::new(Timeouts::default(), false);
+        let mut m = started(false, t0);
         m.on(Event::RestartRequested, t0);
         m.on(Event::ChildSpawned { pid: 9 }, t0);
         let acts = m.on(Event::ShutdownRequested, t0);
@@ -512,9 +714,10 @@ mod tests {
             [
                 "KillChild",
                 "RestartDone",
+                "BeginDrain",
                 "Notify",
-                "RemovePidFile",
-                "BeginDrain"
+                "Notify",
+                "RemovePidFile"
             ]
         );
         assert!(
@@ -529,5 +732,23 @@ mod tests {
             t0,
         );
         assert!(matches!(acts[..], [Action::Exit(ExitReason::Shutdown)]));
+    }
+
+    #[test]
+    fn a_request_before_started_starts_first() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(Timeouts::default(), 1, false);
+        assert_eq!(
+            names(&m.on(Event::RestartRequested, t0)),
+            [
+                "WritePidFile",
+                "Notify",
+                "Notify",
+                "Ready",
+                "Notify",
+                "Notify",
+                "Spawn"
+            ]
+        );
     }
 }

@@ -9,11 +9,18 @@ use crate::machine::Notify;
 /// The text systemd expects for `notify`.
 pub(crate) fn message(notify: &Notify) -> String {
     match notify {
-        Notify::Reloading => "RELOADING=1".into(),
-        Notify::MainPid(pid) => format!("MAINPID={pid}\nREADY=1"),
+        // systemd (Type=notify-reload) wants the time the reload began, on
+        // the monotonic clock, in the same message.
+        Notify::Reloading => format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()),
+        Notify::Ready { main_pid } => format!("MAINPID={main_pid}\nREADY=1"),
         Notify::Stopping => "STOPPING=1".into(),
         Notify::Status(status) => format!("STATUS={}", status.replace('\n', " ")),
     }
+}
+
+fn monotonic_usec() -> u128 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    now.tv_sec as u128 * 1_000_000 + now.tv_nsec as u128 / 1_000
 }
 
 /// Sends `text` to the service manager; does nothing without `NOTIFY_SOCKET`.

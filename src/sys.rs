@@ -1,6 +1,6 @@
 //! The crate's only `unsafe` code: claiming inherited descriptors by number,
-//! editing the process environment, `posix_spawn`, and asking a socket how
-//! much it still has queued.
+//! editing the process environment, `posix_spawn`, asking a socket how much it
+//! still has queued, and catching signals before the runtime's handlers exist.
 //!
 //! Everything else goes through rustix and std with safe signatures. Each block
 //! here states why it is sound.
@@ -214,4 +214,19 @@ pub(crate) fn unacknowledged(fd: BorrowedFd<'_>) -> Option<usize> {
 pub(crate) fn socket_settled(fd: BorrowedFd<'_>) -> bool {
     let unread = rustix::io::ioctl_fionread(fd).unwrap_or(1);
     unread == 0 && unacknowledged(fd) == Some(0)
+}
+
+/// Makes `signal` raise `flag` from its handler instead of its default action
+/// (ending the process), beside whatever else handles it. Undone with
+/// [`signal_hook_registry::unregister`].
+pub(crate) fn raise_on_signal(
+    signal: i32,
+    flag: std::sync::Arc<AtomicBool>,
+) -> io::Result<signal_hook_registry::SigId> {
+    // SAFETY: the action runs in a signal handler. It only stores to an
+    // atomic, which is async-signal-safe: no allocation, no lock, no drop (the
+    // closure and its Arc are dropped by `unregister`, outside the handler).
+    // signal-hook-registry chains it with the handlers the runtimes register
+    // later through the same registry.
+    unsafe { signal_hook_registry::register(signal, move || flag.store(true, Ordering::SeqCst)) }
 }

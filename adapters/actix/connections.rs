@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use actix_web::rt::net::TcpStream;
 use event_listener::{Event, EventListener};
 
-use crate::{DrainGroup, DrainSignal};
+use crate::{DrainGroup, DrainSignal, Draining};
 
 /// How long a connection actix has let go may linger, reading and discarding
 /// what its client still sends, before it is closed anyway.
@@ -70,6 +70,9 @@ pub(super) struct Conn {
     /// the end: the client may still be sending it when the connection
     /// closes.
     body_unread: AtomicBool,
+    /// The drain as this connection sees it: one that started while it was
+    /// open closes it, even if the generation resumed accepting since.
+    draining: Draining,
 }
 
 impl Connections {
@@ -101,6 +104,7 @@ impl Connections {
             idle_at: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             body_unread: AtomicBool::new(false),
+            draining: self.group.draining(),
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(id, conn.clone());
@@ -212,6 +216,11 @@ impl ConnGuard {
             connections: self.connections.clone(),
         }
     }
+
+    /// The drain as this connection sees it.
+    pub(super) fn draining(&self) -> &Draining {
+        &self.conn.draining
+    }
 }
 
 impl Drop for ConnGuard {
@@ -223,7 +232,7 @@ impl Drop for ConnGuard {
             // already, or dropping it without one (an error) would have.
             let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Write);
         }
-        let hammer = self.connections.group.hammer_signal();
+        let hammer = self.conn.draining.hammer_signal();
         let runtime = tokio::runtime::Handle::try_current();
         match (fd, runtime) {
             (Some(fd), Ok(runtime)) if !hammer.is_fired() && self.conn.must_linger(&fd) => {

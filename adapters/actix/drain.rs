@@ -1,6 +1,8 @@
 //! How a [`Server`](super::Server) drains: actix's accept loop pauses,
-//! idle connections close, busy ones close after their response, and once
-//! none is left actix stops; the hammer stops actix at once.
+//! idle connections close, busy ones close after their response; once none
+//! is left the generation is idle, and when it is done actix stops. If the
+//! successor dies meanwhile, actix's accept loop resumes. The hammer stops
+//! actix at once (it cannot resume after that).
 //!
 //! actix's own graceful stop is not used to start draining: it drops the
 //! connections its accept thread has handed to a worker that has not picked
@@ -11,16 +13,16 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use actix_rt::ArbiterHandle;
 use actix_web::dev::ServerHandle;
-use event_listener::Event;
 use futures_util::future::{BoxFuture, join_all, select};
 
 use super::connections::Connections;
+use crate::latch::Latch;
 use crate::{DrainGroup, Drainable};
 
 /// After actix confirms the pause, how long its accept thread gets to act on
@@ -47,7 +49,10 @@ pub(super) struct Shared {
     workers: Mutex<Vec<ArbiterHandle>>,
     /// Resolves once actix has been told to pause accepting.
     pausing: Mutex<Option<BoxFuture<'static, ()>>>,
-    finished: Finished,
+    /// Set once the hammer told actix to stop.
+    stopped: Latch,
+    /// Set once actix's server future has completed.
+    finished: Latch,
 }
 
 impl std::fmt::Debug for Shared {
@@ -72,7 +77,8 @@ impl Default for Shared {
             handle: Mutex::default(),
             workers: Mutex::default(),
             pausing: Mutex::default(),
-            finished: Finished::default(),
+            stopped: Latch::default(),
+            finished: Latch::default(),
         }
     }
 }
@@ -115,7 +121,7 @@ impl Shared {
 
     /// The actix server future has completed.
     pub(super) fn finished(&self) {
-        self.finished.set();
+        self.finished.raise();
     }
 
     pub(super) fn begin_drain(&self, grace: Duration) {
@@ -127,6 +133,25 @@ impl Shared {
         self.connections.close_idle(Instant::now(), grace);
     }
 
+    /// Accepts again: the successor died while this generation drained.
+    /// Not after the hammer, which stopped actix.
+    pub(super) fn resume(&self) {
+        self.group.resume();
+        lock(&self.pausing).take();
+        if self.finished.is_set() || self.stopped.is_set() {
+            tracing::error!(
+                "actix-web was stopped by the hammer; it cannot accept again: restart the service"
+            );
+            return;
+        }
+        if let Some(handle) = lock(&self.handle).clone() {
+            // The command is sent now; the future only confirms it.
+            stop_now(handle.resume());
+        }
+    }
+
+    /// Resolves once no connection is open, and actix's workers hold none
+    /// handoff has not counted yet.
     pub(super) async fn idle(&self, grace: Duration) {
         let mut hammer = self.group.hammer_signal();
         let pausing = lock(&self.pausing).take();
@@ -151,7 +176,14 @@ impl Shared {
                 scanned = Some(idled);
             }
             if self.connections.len() == 0 {
-                break;
+                // actix's workers count a connection a moment longer than
+                // handoff does, and one handed over just before the pause may
+                // not be counted yet: once they have run, look again.
+                select(pin!(self.probe_workers()), &mut hammer).await;
+                if self.connections.len() == 0 {
+                    break;
+                }
+                continue;
             }
             let due = async {
                 match next {
@@ -161,24 +193,24 @@ impl Shared {
             };
             select(select(changed, pin!(due)), &mut hammer).await;
         }
+    }
+
+    /// Stops actix, gracefully (its workers hold nothing more) unless the
+    /// hammer fell, and resolves when it has stopped.
+    pub(super) async fn finish(&self) {
         let handle = lock(&self.handle).clone();
         let Some(handle) = handle else {
             return;
         };
-        // actix's workers count a connection a moment longer than handoff
-        // does; a worker that still counts one when told to stop gracefully
-        // checks again only a second later.
-        if !hammer.is_fired() {
-            select(pin!(self.probe_workers()), &mut hammer).await;
-        }
-        // Graceful: actix's workers hold nothing more.
-        handle.stop(!hammer.is_fired()).await;
-        self.finished.wait().await;
+        let graceful = !self.group.hammer_signal().is_fired() && !self.stopped.is_set();
+        handle.stop(graceful).await;
+        self.finished.raised().await;
     }
 
     pub(super) fn abort(&self) {
         self.group.abort();
         if let Some(handle) = lock(&self.handle).clone() {
+            self.stopped.raise();
             // Sent now; the connections are dropped with actix's workers.
             stop_now(handle.stop(false));
         }
@@ -189,35 +221,4 @@ impl Shared {
 /// future was made.
 pub(super) fn stop_now(confirmation: impl Future<Output = ()>) {
     drop(confirmation);
-}
-
-/// Set once, awaited by many.
-#[derive(Debug, Default)]
-struct Finished {
-    set: AtomicBool,
-    event: Event,
-}
-
-impl Finished {
-    fn set(&self) {
-        self.set.store(true, Ordering::SeqCst);
-        self.event.notify(usize::MAX);
-    }
-
-    fn is_set(&self) -> bool {
-        self.set.load(Ordering::SeqCst)
-    }
-
-    async fn wait(&self) {
-        loop {
-            if self.is_set() {
-                return;
-            }
-            let listener = self.event.listen();
-            if self.is_set() {
-                return;
-            }
-            listener.await;
-        }
-    }
 }

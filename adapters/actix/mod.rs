@@ -89,8 +89,8 @@ mod request_body;
 mod server;
 mod service;
 
+pub use crate::Draining;
 pub use body::TrackedBody;
-pub use draining::Draining;
 pub use server::Server;
 pub use service::{DrainFactory, DrainService, DrainingApp};
 

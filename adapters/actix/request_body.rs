@@ -24,7 +24,7 @@ use actix_web::web::Bytes;
 use futures_util::Stream;
 use futures_util::future::{Either, select};
 
-use crate::DrainGroup;
+use crate::Draining;
 
 /// How much of a request body the app left unread is read and discarded to
 /// keep the connection (Go's `net/http` uses the same bound).
@@ -115,7 +115,7 @@ impl RequestBody {
     /// A body the app still holds (a response streaming it back, a spawned
     /// task) is the app's: it is left alone, and actix closes the connection
     /// if it is not read to its end.
-    pub(super) async fn discard(self, group: &DrainGroup) -> bool {
+    pub(super) async fn discard(self, draining: &Draining) -> bool {
         if Rc::strong_count(&self.state) > 1 {
             return true;
         }
@@ -126,7 +126,7 @@ impl RequestBody {
             }
             state.read
         };
-        if group.is_draining() {
+        if draining.is_draining() {
             return false;
         }
         if self
@@ -161,7 +161,7 @@ impl RequestBody {
             }
         });
         let timeout = pin!(tokio::time::sleep(DISCARD_TIMEOUT));
-        let stop = select(timeout, group.signal());
+        let stop = select(timeout, draining.signal());
         match select(pin!(rest), stop).await {
             Either::Left((kept, _)) => {
                 if !kept {

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use futures_util::FutureExt;
 
 use super::drain::{Shared, stop_now};
-use super::draining::Draining;
 use super::service::DrainingApp;
+use crate::Draining;
 use crate::{Address, Drainable, Error, ExitReason, Handoff, Result};
 
 /// Default for [`Server::idle_grace`].
@@ -164,7 +164,7 @@ impl Server {
 
     /// A [`Draining`] of this server, as handlers extract it.
     pub fn draining(&self) -> Draining {
-        Draining::new(self.shared.group.clone())
+        self.shared.group.draining()
     }
 
     /// Wraps an app factory for `HttpServer::new`: every app it builds gets
@@ -189,7 +189,7 @@ impl Server {
             shared.app_built.store(true, Ordering::SeqCst);
             // Called on each actix worker's thread.
             shared.worker_started();
-            let app = factory().app_data(Draining::new(shared.group.clone()));
+            let app = factory().app_data(shared.group.draining());
             DrainingApp::new(app, shared.group.clone())
         }
     }
@@ -410,8 +410,13 @@ impl Drainable for Server {
         self.shared.connections.len()
     }
 
-    /// Closes connections as they pass the idle grace; once none is open,
-    /// stops actix and resolves when it has stopped.
+    /// Resumes actix's accept loop. Not after the hammer, which stopped actix.
+    fn resume(&self) {
+        self.shared.resume();
+    }
+
+    /// Closes connections as they pass the idle grace; resolves once none
+    /// is open.
     async fn idle(&self) {
         self.shared.idle(self.idle_grace).await
     }
@@ -419,5 +424,11 @@ impl Drainable for Server {
     /// Stops actix at once: its workers drop every connection.
     fn abort(&self) {
         self.shared.abort();
+    }
+
+    /// Stops actix (gracefully unless the hammer fell) and resolves when it
+    /// has stopped.
+    async fn finish(&self) {
+        self.shared.finish().await
     }
 }

@@ -126,9 +126,13 @@ where
     forward_ready!(service);
 
     fn call(&self, mut request: Request) -> Self::Future {
-        let busy = request.conn_data::<ConnGuard>().map(ConnGuard::request);
+        let guard = request.conn_data::<ConnGuard>();
+        let busy = guard.map(ConnGuard::request);
+        let draining = match guard {
+            Some(guard) => guard.draining().clone(),
+            None => self.group.draining(),
+        };
         let body = RequestBody::take(&mut request);
-        let group = self.group.clone();
         let response = self.service.call(request);
         Box::pin(async move {
             // An error becomes its response here rather than in actix, so
@@ -140,7 +144,7 @@ where
                 Err(e) => Response::<BoxBody>::from(e).map_body(|_, body| EitherBody::right(body)),
             };
             let keep = match body {
-                Some(body) => body.discard(&group).await,
+                Some(body) => body.discard(&draining).await,
                 None => true,
             };
             if let (false, Some(busy)) = (keep, &busy) {
@@ -149,7 +153,7 @@ where
             Ok(response.map_body(|head, body| {
                 // Decided when the app has answered: a request that was in
                 // flight when draining started closes its connection too.
-                if !keep || group.is_draining() {
+                if !keep || draining.is_draining() {
                     head.set_connection_type(ConnectionType::Close);
                 }
                 TrackedBody::new(body, busy)

@@ -19,7 +19,7 @@ use super::activity::{Activity, Closing};
 use super::io::{ConnIo, LingerPolicy, Rewind};
 use super::service::ConnService;
 use super::{BoxError, Config, Draining, HttpBody, HttpRuntime, HttpService, Listener};
-use crate::{DrainGroup, Tracked};
+use crate::Tracked;
 
 /// The client connection preface of HTTP/2 (RFC 9113, section 3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -61,7 +61,7 @@ enum Step<T> {
 /// request its client has already written.
 async fn client_step<F: Future, R: HttpRuntime>(
     fut: F,
-    group: &DrainGroup,
+    draining: &Draining,
     config: &Config<R>,
     since: Instant,
     may_close: bool,
@@ -73,7 +73,7 @@ async fn client_step<F: Future, R: HttpRuntime>(
         }
     };
     let drained = async {
-        group.signal().await;
+        draining.signal().await;
         if may_close {
             config.runtime.sleep_until(since + config.grace).await
         } else {
@@ -82,7 +82,7 @@ async fn client_step<F: Future, R: HttpRuntime>(
     };
     tokio::select! {
         biased;
-        _ = group.hammer_signal() => Step::Abort,
+        _ = draining.hammer_signal() => Step::Abort,
         out = fut => Step::Go(out),
         _ = drained => Step::Close,
         _ = timeout => Step::Close,
@@ -103,7 +103,6 @@ async fn close<I: AsyncWrite + Unpin, R: HttpRuntime>(mut io: I, runtime: &R, li
 /// dropped (after an upgrade, by the handler).
 pub(super) async fn serve<R, L, S, B>(
     config: Arc<Config<R>>,
-    group: DrainGroup,
     stream: L::Stream,
     tracked: Tracked,
     service: S,
@@ -114,7 +113,8 @@ pub(super) async fn serve<R, L, S, B>(
     B: HttpBody,
 {
     let accepted = Instant::now();
-    match client_step(L::readable(&stream), &group, &config, accepted, true).await {
+    let draining = tracked.draining().clone();
+    match client_step(L::readable(&stream), &draining, &config, accepted, true).await {
         Step::Go(Ok(())) => {}
         Step::Go(Err(e)) => return tracing::debug!("connection failed before its first byte: {e}"),
         // Nothing was received: dropping sends a FIN, never a reset.
@@ -124,27 +124,27 @@ pub(super) async fn serve<R, L, S, B>(
     let io = ConnIo::new(
         stream,
         tracked,
-        &group,
         config.linger,
         policy.clone(),
         config.runtime.clone(),
     );
     #[cfg(feature = "tls")]
     if let Some(acceptor) = config.tls.clone() {
-        let tls = match client_step(acceptor.accept(io), &group, &config, accepted, false).await {
+        let tls = match client_step(acceptor.accept(io), &draining, &config, accepted, false).await
+        {
             Step::Go(Ok(tls)) => tls,
             Step::Go(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
             Step::Close | Step::Abort => return,
         };
-        return http(config, group, tls, policy, service).await;
+        return http(config, draining, tls, policy, service).await;
     }
-    http(config, group, io, policy, service).await
+    http(config, draining, io, policy, service).await
 }
 
 /// Reads until HTTP/1 and HTTP/2 can be told apart, then runs hyper.
 async fn http<R, I, S, B>(
     config: Arc<Config<R>>,
-    group: DrainGroup,
+    draining: Draining,
     mut io: I,
     linger: LingerPolicy,
     service: S,
@@ -162,7 +162,7 @@ async fn http<R, I, S, B>(
         }
         let mut chunk = [0u8; 1024];
         let read = io.read(&mut chunk);
-        match client_step(read, &group, &config, since, prefix.is_empty()).await {
+        match client_step(read, &draining, &config, since, prefix.is_empty()).await {
             Step::Go(Ok(0)) | Step::Close => {
                 return close(io, &config.runtime, config.linger).await;
             }
@@ -172,20 +172,19 @@ async fn http<R, I, S, B>(
         }
     };
     let io = TokioIo::new(Rewind::new(prefix, io));
-    let draining = Draining::new(group.clone());
     let outcome = match version {
         Version::H1 => {
             // The first request is under way: the connection was active now.
             let activity = Activity::new(Instant::now());
-            let service = ConnService::http1(service, draining, activity.clone(), linger);
+            let service = ConnService::http1(service, draining.clone(), activity.clone(), linger);
             let conn = config.h1.serve_connection(io, service).with_upgrades();
-            drive(conn, &group, http1_closing(activity, &config)).await
+            drive(conn, &draining, http1_closing(activity, &config)).await
         }
         Version::H2 => {
             linger.wait_for_client();
-            let service = ConnService::http2(service, draining, linger);
+            let service = ConnService::http2(service, draining.clone(), linger);
             let conn = config.h2.serve_connection(io, service);
-            drive(conn, &group, |_| Poll::Ready(())).await
+            drive(conn, &draining, |_| Poll::Ready(())).await
         }
     };
     match outcome {
@@ -236,15 +235,15 @@ fn http1_closing<R: HttpRuntime>(
 /// connection is dropped, whatever it was doing.
 async fn drive<C>(
     conn: C,
-    group: &DrainGroup,
+    draining: &Draining,
     mut closing: impl FnMut(&mut Context<'_>) -> Poll<()>,
 ) -> Option<C::Output>
 where
     C: Future + GracefulShutdown,
 {
     let mut conn = pin!(conn);
-    let mut drained = group.signal();
-    let mut hammer = group.hammer_signal();
+    let mut drained = draining.signal();
+    let mut hammer = draining.hammer_signal();
     let mut shutting_down = false;
     poll_fn(move |cx| {
         if Pin::new(&mut hammer).poll(cx).is_ready() {

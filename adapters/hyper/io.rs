@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use super::HttpRuntime;
-use crate::drain::{DrainGroup, DrainSignal, Tracked};
+use crate::drain::{DrainSignal, Tracked};
 
 /// A accepted socket as hyper (and TLS) sees it.
 ///
@@ -72,7 +72,6 @@ impl<T: AsyncRead + AsFd + Unpin + Send + 'static, R: HttpRuntime> ConnIo<T, R> 
     pub(super) fn new(
         inner: T,
         tracked: Tracked,
-        group: &DrainGroup,
         linger: Duration,
         policy: LingerPolicy,
         runtime: R,
@@ -80,9 +79,9 @@ impl<T: AsyncRead + AsFd + Unpin + Send + 'static, R: HttpRuntime> ConnIo<T, R> 
         ConnIo {
             inner: Some(inner),
             runtime,
+            hammer_read: tracked.hammered(),
+            hammer_write: tracked.hammered(),
             tracked: Some(tracked),
-            hammer_read: group.hammer_signal(),
-            hammer_write: group.hammer_signal(),
             write_closed: false,
             linger,
             policy,

@@ -77,7 +77,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::{Request, Response};
 
-use crate::{Address, DrainGroup, DrainSignal, Drainable, Error, ExitReason, Handoff, Result};
+use crate::{Address, DrainGroup, Drainable, Error, ExitReason, Handoff, Result};
 
 mod accept;
 mod activity;
@@ -153,38 +153,12 @@ where
 
 /// Whether the server is draining: every request carries one as an
 /// extension (`request.extensions().get::<Draining>()`, or axum's
-/// `Extension<Draining>`).
-///
-/// Long-lived handlers (streams, upgraded connections) await
-/// [`signal`](Draining::signal) to wrap up, and may await
-/// [`hammer_signal`](Draining::hammer_signal) to stop at once.
-#[derive(Debug, Clone)]
-pub struct Draining {
-    group: DrainGroup,
-}
-
-impl Draining {
-    fn new(group: DrainGroup) -> Self {
-        Draining { group }
-    }
-
-    /// Resolves when draining starts (at once if it has).
-    pub fn signal(&self) -> DrainSignal {
-        self.group.signal()
-    }
-
-    /// Resolves when what is still in flight is to be aborted (the stop
-    /// timeout passed). The server drops the connections it drives itself;
-    /// reads and writes on upgraded connections fail from then on.
-    pub fn hammer_signal(&self) -> DrainSignal {
-        self.group.hammer_signal()
-    }
-
-    /// Whether draining has started.
-    pub fn is_draining(&self) -> bool {
-        self.group.is_draining()
-    }
-}
+/// `Extension<Draining>`). Long-lived handlers (streams, upgraded
+/// connections) await [`signal`](Draining::signal) to wrap up, and may await
+/// [`hammer_signal`](Draining::hammer_signal) to stop at once: the server
+/// drops the connections it drives itself, and reads and writes on upgraded
+/// connections fail from then on.
+pub use crate::Draining;
 
 /// What the connections of a [`Server`] are served with.
 #[derive(Clone)]
@@ -385,7 +359,7 @@ impl<R: HttpRuntime> Server<R> {
 
     /// A [`Draining`] of this server, as requests carry it.
     pub fn draining(&self) -> Draining {
-        Draining::new(self.group.clone())
+        self.group.draining()
     }
 
     /// Takes the listener `name` from `handoff` (inherited, or bound fresh at
@@ -482,6 +456,10 @@ impl<R: HttpRuntime> Drainable for Server<R> {
         self.group.begin_drain();
     }
 
+    fn resume(&self) {
+        self.group.resume();
+    }
+
     fn in_flight(&self) -> usize {
         self.group.in_flight()
     }
@@ -492,5 +470,10 @@ impl<R: HttpRuntime> Drainable for Server<R> {
 
     fn abort(&self) {
         self.group.abort();
+    }
+
+    /// Ends the accept loops, which kept their listeners while paused.
+    async fn finish(&self) {
+        self.group.finish().await;
     }
 }

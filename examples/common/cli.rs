@@ -96,6 +96,21 @@ impl Cli {
         builder
     }
 
+    /// The exit code for how `run()` ended: a failure at the kill timeout
+    /// (work was still in flight and was cut), success otherwise.
+    pub fn done(&self, reason: handoff::ExitReason) -> ExitCode {
+        match reason {
+            handoff::ExitReason::KillTimeout => {
+                eprintln!(
+                    "{}: kill timeout: exited with work still in flight",
+                    self.program
+                );
+                ExitCode::FAILURE
+            }
+            _ => ExitCode::SUCCESS,
+        }
+    }
+
     /// Reports a fatal error and returns the failure exit code.
     pub fn fail(&self, error: impl Display) -> ExitCode {
         eprintln!("{}: {error}", self.program);

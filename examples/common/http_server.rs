@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::process::ExitCode;
 
 use handoff::hyper::{HttpRuntime, Server};
-use handoff::{Address, Handoff};
+use handoff::{Address, ExitReason, Handoff};
 
 use super::{cli, http_app};
 
@@ -18,7 +18,7 @@ use super::{cli, http_app};
 pub const DEFAULT_LISTEN: [&str; 3] = ["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8082"];
 
 /// What serving returns.
-pub type Serving = Pin<Box<dyn Future<Output = Result<(), handoff::Error>>>>;
+pub type Serving = Pin<Box<dyn Future<Output = Result<ExitReason, handoff::Error>>>>;
 
 /// Parses the flags, takes the inherited sockets, then runs the server on
 /// `runtime` with `block_on` (which must provide the runtime's context).
@@ -26,7 +26,7 @@ pub fn main<R: HttpRuntime>(
     program: &'static str,
     runtime: R,
     sleep: http_app::Sleep,
-    block_on: impl FnOnce(Serving) -> Result<(), handoff::Error>,
+    block_on: impl FnOnce(Serving) -> Result<ExitReason, handoff::Error>,
 ) -> ExitCode {
     cli::init_logging();
     let cli = match cli::Cli::parse(program, &DEFAULT_LISTEN, cfg!(feature = "tls")) {
@@ -60,7 +60,7 @@ pub fn main<R: HttpRuntime>(
         scheme,
         sleep,
     ))) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(reason) => cli.done(reason),
         Err(e) => cli.fail(e),
     }
 }
@@ -71,7 +71,7 @@ async fn serve<R: HttpRuntime>(
     server: Server<R>,
     scheme: &'static str,
     sleep: http_app::Sleep,
-) -> Result<(), handoff::Error> {
+) -> Result<ExitReason, handoff::Error> {
     let pid = std::process::id();
     for (i, address) in addresses.iter().enumerate() {
         let name = format!("http{i}");
@@ -82,8 +82,7 @@ async fn serve<R: HttpRuntime>(
         }
     }
     let runtime = server.runtime().clone();
-    handoff.run(runtime, server).await?;
-    Ok(())
+    handoff.run(runtime, server).await
 }
 
 /// Raises the soft limit on open files to the hard limit: a server holds a

@@ -21,6 +21,8 @@
 //! - [`shutdown_bounds`]: restart and shutdown bounded by stop + kill timeout,
 //!   and what the service manager is told;
 //! - [`idle_connections`]: 1,000 idle connections close cleanly;
+//! - [`take_back`]: a successor that dies after ready hands the listeners
+//!   back;
 //! - HTTP only: [`drain_signal`] (long-lived responses see the drain signal
 //!   and end) and [`unread_body`] (request bodies a handler ignores never
 //!   fail a request);
@@ -38,6 +40,7 @@ pub mod line_in_hand;
 pub mod long_lived;
 pub mod restart_under_load;
 pub mod shutdown_bounds;
+pub mod take_back;
 pub mod unread_body;
 
 use std::future::Future;
@@ -80,14 +83,14 @@ macro_rules! conformance {
         http(h2 = $h2:literal), idle_grace_ms = $grace:literal $(,)?) => {
         conformance!(@flavor $flavor, [$($feature),+], $example, Http, $h2, $grace, [
             restart_under_load, long_lived, bad_successor, shutdown_bounds, idle_connections,
-            drain_signal, unread_body
+            take_back, drain_signal, unread_body
         ]);
     };
     ($flavor:ident, example = $example:literal, features = [$($feature:literal),+ $(,)?],
         lines, idle_grace_ms = $grace:literal $(,)?) => {
         conformance!(@flavor $flavor, [$($feature),+], $example, Lines, false, $grace, [
             restart_under_load, long_lived, bad_successor, shutdown_bounds, idle_connections,
-            line_in_hand
+            take_back, line_in_hand
         ]);
     };
 }

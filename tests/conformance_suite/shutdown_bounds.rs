@@ -140,6 +140,7 @@ async fn restart_with_a_hanging_request(flavor: Flavor) {
     let signalled = Instant::now();
     let r = server.restart(Signal::HUP);
     let said = notify.wait_for(
+        0,
         |d| d.sender == old && d.get("MAINPID") == Some(&r.new.to_string()),
         T5,
     );
@@ -181,7 +182,7 @@ async fn sigterm_with_a_hanging_request(flavor: Flavor) {
 
     let signalled = Instant::now();
     server.signal(pid, Signal::TERM);
-    let stopping = notify.wait_for(|d| d.sender == pid && d.get("STOPPING") == Some("1"), T5);
+    let stopping = notify.wait_for(0, |d| d.sender == pid && d.get("STOPPING") == Some("1"), T5);
     assert!(
         stopping.is_some(),
         "{pid} never said STOPPING=1: {:?}",

@@ -9,7 +9,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -82,28 +82,27 @@ impl NotifySocket {
 
     /// Every datagram so far, in order of arrival.
     pub fn received(&self) -> Vec<Datagram> {
-        self.received
-            .datagrams
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.lock().clone()
     }
 
-    /// Waits (bounded) for a datagram, received so far or later, for which
-    /// `pred` holds.
+    /// The number of datagrams so far: where [`NotifySocket::wait_for`]
+    /// starts looking for what a step sends.
+    pub fn mark(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Waits (bounded) for a datagram at index >= `from`, received so far or
+    /// later, for which `pred` holds.
     pub fn wait_for(
         &self,
+        from: usize,
         pred: impl Fn(&Datagram) -> bool,
         timeout: Duration,
     ) -> Option<Datagram> {
         let deadline = Instant::now() + timeout;
-        let mut datagrams = self
-            .received
-            .datagrams
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut datagrams = self.lock();
         loop {
-            if let Some(d) = datagrams.iter().find(|d| pred(d)) {
+            if let Some(d) = datagrams.iter().skip(from).find(|d| pred(d)) {
                 return Some(d.clone());
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -117,6 +116,13 @@ impl NotifySocket {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Datagram>> {
+        self.received
+            .datagrams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

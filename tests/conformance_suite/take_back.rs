@@ -1,0 +1,199 @@
+//! A successor that dies after it said ready never takes the service down.
+//!
+//! (a) While the old generation drains a slow request: the successor is
+//! killed with SIGKILL right after the restart completed. Connections made
+//! at once (they queue in the kernel while nobody accepts) and every request
+//! for the next 2 s are answered by the old pid, none refused; the slow
+//! request completes; the pid file names the old pid again, and the old
+//! generation tells the service manager `MAINPID=<old>` and `READY=1`; the
+//! example reports the loss; and a later restart works.
+//!
+//! (b) After the old generation has exited (nothing in flight, so it exits
+//! at once): there is nothing to take back, and new connections are refused.
+//! That is the documented behaviour (README, "When the new build dies after
+//! it said ready"); supervisor mode and systemd's `Restart=` are the way out.
+
+use std::time::{Duration, Instant};
+
+use super::Flavor;
+use crate::harness::client::{RawConn, Request, Target};
+use crate::harness::notify::NotifySocket;
+use crate::harness::process::{self, Signal, T10};
+use crate::harness::server::Server;
+
+/// How long the slow request takes: the old generation drains it while the
+/// successor dies.
+const SLOW: &str = "3s";
+/// Connections opened at once after the kill.
+const BURST: usize = 20;
+/// How long requests keep coming after the kill.
+const AFTER: Duration = Duration::from_secs(2);
+
+pub fn run(flavor: Flavor) {
+    super::run(
+        flavor,
+        "successor killed after ready: taken back",
+        while_draining,
+    );
+    super::run(
+        flavor,
+        "successor killed after the old generation exited",
+        after_exit,
+    );
+}
+
+/// One request on a new connection; the pid that answered, or why none did.
+async fn ask(target: &Target) -> Result<i32, String> {
+    let mut conn = RawConn::try_connect(target)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let reply = conn.ask(Request::Pid).await?;
+    match (reply.status, reply.pid()) {
+        (200, Some(pid)) => Ok(pid),
+        _ => Err(format!("{reply:?}")),
+    }
+}
+
+async fn while_draining(flavor: Flavor) {
+    let name = flavor.name;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let notify = NotifySocket::bind(dir.path());
+    let mut cmd = Server::command(&flavor.bin(), dir.path(), &["--stop-timeout", "30"]);
+    notify.pass_to(&mut cmd);
+    let (server, target) = flavor.serving(Server::spawn(cmd, dir.path()));
+    let old = server.first_pid;
+
+    let mut slow_conn = RawConn::connect(&target).await;
+    let mark = server.mark();
+    slow_conn
+        .send(Request::Sleep(SLOW))
+        .await
+        .expect("send the slow request");
+    let slow = tokio::spawn(async move { slow_conn.reply().await });
+    let sleeping = format!("sleeping {SLOW} in pid {old}");
+    server
+        .wait_line(mark, T10, |l| l == sleeping)
+        .expect("the old generation never started the slow request");
+
+    let new = server.restart(Signal::HUP).new;
+    super::new_connections_reach(flavor, &target, old, new).await;
+
+    // The crash, right after ready, while the old generation drains.
+    let (mark, notified) = (server.mark(), notify.mark());
+    let killed = Instant::now();
+    server.signal(new, Signal::KILL);
+    let burst: Vec<_> = (0..BURST)
+        .map(|_| {
+            let target = target.clone();
+            tokio::spawn(async move { ask(&target).await })
+        })
+        .collect();
+    for (i, task) in burst.into_iter().enumerate() {
+        let answer = task.await.expect("a burst task");
+        let pid = answer.unwrap_or_else(|e| {
+            panic!(
+                "[{name}] burst request {i} after the kill: {e}\n{}",
+                server.diagnostics()
+            )
+        });
+        assert_eq!(pid, old, "[{name}] burst request {i} after the kill");
+    }
+    let mut sequential = 0;
+    while killed.elapsed() < AFTER && sequential < 1000 {
+        let answer = ask(&target).await.unwrap_or_else(|e| {
+            let after = killed.elapsed();
+            panic!(
+                "[{name}] a request {after:?} after the kill: {e}\n{}",
+                server.diagnostics()
+            )
+        });
+        assert_eq!(answer, old, "[{name}] a request after the kill");
+        sequential += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let slow = tokio::time::timeout(T10, slow)
+        .await
+        .expect("the slow request did not finish")
+        .expect("the slow request's task");
+    let slow = slow.unwrap_or_else(|e| panic!("[{name}] the slow request: {e}"));
+    assert_eq!((slow.status, slow.pid()), (200, Some(old)), "{slow:?}");
+
+    let lost = format!("restart failed: successor pid {new} exited after it was ready");
+    server
+        .wait_line(mark, T10, |l| l.starts_with(&lost))
+        .unwrap_or_else(|| {
+            panic!(
+                "[{name}] no report of the lost successor\n{}",
+                server.diagnostics()
+            )
+        });
+    let pid_file = server.pid_file_pid();
+    assert_eq!(
+        pid_file,
+        Some(old),
+        "[{name}] the pid file must name the old generation again"
+    );
+    let told = notify.wait_for(
+        notified,
+        |d| d.sender == old && d.get("MAINPID") == Some(&old.to_string()),
+        T10,
+    );
+    let told = told.unwrap_or_else(|| {
+        panic!(
+            "[{name}] {old} never told MAINPID={old} again: {:?}",
+            notify.received()
+        )
+    });
+    assert_eq!(told.get("READY"), Some("1"), "{told:?}");
+    assert!(
+        process::wait_gone(new, T10),
+        "the killed successor {new} was not reaped"
+    );
+    println!(
+        "[{name}] take-back: successor {new} killed after ready; {BURST} connections made at once \
+         and {sequential} requests in the next {AFTER:?} answered by {old}; the slow request \
+         completed; {old} told {:?}",
+        told.text
+    );
+
+    // A later restart works, and the old generation then exits.
+    let r = server.restart(Signal::HUP);
+    assert_eq!(r.old, old);
+    super::new_connections_reach(flavor, &target, old, r.new).await;
+    server.expect_gone(old, T10);
+    server.terminate(r.new);
+}
+
+async fn after_exit(flavor: Flavor) {
+    let name = flavor.name;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (server, target) = flavor.start(dir.path(), &[]);
+    let old = server.first_pid;
+    assert_eq!(ask(&target).await, Ok(old));
+    let new = server.restart(Signal::HUP).new;
+    server.expect_gone(old, T10);
+    server.signal(new, Signal::KILL);
+    assert!(process::wait_gone(new, T10), "{new} outlived SIGKILL");
+    // Nobody holds the listening socket any more. (A killed process shows as
+    // a zombie while its other threads still close its descriptors, so the
+    // socket may accept for a moment longer.)
+    let mut refused = false;
+    for _ in 0..100 {
+        match RawConn::try_connect(&target).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                refused = true;
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(
+        refused,
+        "[{name}] 2 s after both generations are gone, connections are still not refused"
+    );
+    println!(
+        "[{name}] take-back after the old generation exited: nothing to take back; connections \
+         refused, as documented"
+    );
+}
