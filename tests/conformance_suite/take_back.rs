@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use super::Flavor;
 use crate::harness::client::{RawConn, Request, Target};
 use crate::harness::notify::NotifySocket;
-use crate::harness::process::{self, Signal, T10};
+use crate::harness::process::{self, Signal, T5, T10};
 use crate::harness::server::Server;
 
 /// How long the slow request takes: the old generation drains it while the
@@ -42,16 +42,22 @@ pub fn run(flavor: Flavor) {
     );
 }
 
-/// One request on a new connection; the pid that answered, or why none did.
+/// One request on a new connection, within 5 s; the pid that answered, or
+/// why none did.
 async fn ask(target: &Target) -> Result<i32, String> {
-    let mut conn = RawConn::try_connect(target)
+    let request = async {
+        let mut conn = RawConn::try_connect(target)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let reply = conn.ask(Request::Pid).await?;
+        match (reply.status, reply.pid()) {
+            (200, Some(pid)) => Ok(pid),
+            _ => Err(format!("{reply:?}")),
+        }
+    };
+    tokio::time::timeout(T5, request)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let reply = conn.ask(Request::Pid).await?;
-    match (reply.status, reply.pid()) {
-        (200, Some(pid)) => Ok(pid),
-        _ => Err(format!("{reply:?}")),
-    }
+        .unwrap_or_else(|_| Err("no answer within 5 s".into()))
 }
 
 async fn while_draining(flavor: Flavor) {
