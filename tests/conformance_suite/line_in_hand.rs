@@ -104,6 +104,11 @@ async fn sigterm_with_a_line_completed_while_draining(flavor: Flavor) {
         .wait_child_exit(T5)
         .expect("still running 5 s after its last connection closed");
     assert!(status.code().is_some(), "killed by a signal: {status:?}");
+    assert!(
+        !server.stderr().contains("panicked"),
+        "{}",
+        server.diagnostics()
+    );
     println!(
         "[{}] line in hand, SIGTERM: echoed whole, then closed; exited ({status}) {:?} after the client closed",
         flavor.name,
