@@ -1,8 +1,10 @@
 //! A line echo server that restarts without dropping a connection.
 //!
 //! Each line received is written back; the line `pid` is answered with
-//! `pid=PID`, `sleep D` with `slept D, pid=PID` after D (UDP: each datagram
-//! is sent back, `pid` likewise). On drain, a
+//! `pid=PID`, `sleep D` with `slept D, pid=PID` after D, `hold D` with
+//! `holding D, pid=PID` at once while work that ignores the hammer stays in
+//! flight for D (a drain then ends at the kill timeout, and the process exits
+//! with status 1) (UDP: each datagram is sent back, `pid` likewise). On drain, a
 //! connection finishes the line in hand, then closes cleanly (FIN, never RST).
 //! SIGHUP or SIGUSR2 restarts, SIGTERM or SIGINT shuts down.
 //!
@@ -57,6 +59,24 @@ async fn answer(line: Vec<u8>) -> Vec<u8> {
     println!("sleeping {text} in pid {pid}");
     tokio::time::sleep(duration).await;
     format!("slept {text}, pid={pid}\n").into_bytes()
+}
+
+/// `hold D`: starts background work that stays in flight for D and ignores
+/// the hammer (a job that cannot be interrupted), answered at once with
+/// `holding D, pid=PID`. A drain then lasts until the kill timeout, and
+/// `run()` returns `KillTimeout`: the process exits with status 1.
+fn hold(line: &[u8], guard: &Tracked) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(line)
+        .ok()?
+        .strip_prefix("hold ")?
+        .trim_end();
+    let duration = cli::parse_duration(text)?;
+    let work = guard.draining().group().track();
+    tokio::spawn(async move {
+        tokio::time::sleep(duration).await;
+        drop(work);
+    });
+    Some(format!("holding {text}, pid={}\n", std::process::id()).into_bytes())
 }
 
 fn main() -> ExitCode {
@@ -162,6 +182,13 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, guard: Tracked
                 Ok(0) => return,
                 Ok(_) if line.ends_with(b"\n") => {
                     fresh = false;
+                    if let Some(reply) = hold(&line, &guard) {
+                        line.clear();
+                        if write.write_all(&reply).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     let reply = tokio::select! {
                         biased;
                         _ = &mut hammered => return,

@@ -12,7 +12,10 @@
 //! - (c) SIGTERM with no clients (stop timeout 30 s): the process exits
 //!   promptly, well under the stop timeout;
 //! - (d) SIGINT with idle clients (stop timeout 30 s): each gets a clean
-//!   end-of-file, then the process exits promptly.
+//!   end-of-file, then the process exits promptly;
+//! - (e) line protocol only: work that ignores the hammer (echo's `hold D`)
+//!   is still in flight at stop + kill: `run()` returns `KillTimeout`, and
+//!   the example exits by itself with status 1, saying so, at stop + kill.
 //!
 //! A process exits by itself (with a code, whichever), never killed by a
 //! signal, and never panics.
@@ -20,7 +23,7 @@
 use std::time::{Duration, Instant};
 
 use super::Flavor;
-use crate::harness::client::{RawConn, ReadError, Request, Target};
+use crate::harness::client::{Protocol, RawConn, ReadError, Request, Target};
 use crate::harness::load::{Load, Work};
 use crate::harness::notify::NotifySocket;
 use crate::harness::process::{Signal, T5, T10};
@@ -46,6 +49,46 @@ async fn body(flavor: Flavor) {
     sigterm_with_a_hanging_request(flavor).await;
     sigterm_without_clients(flavor).await;
     sigint_with_idle_clients(flavor).await;
+    if flavor.protocol == Protocol::Lines {
+        kill_timeout_exits_with_a_failure(flavor).await;
+    }
+}
+
+async fn kill_timeout_exits_with_a_failure(flavor: Flavor) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (server, target) = flavor.start(dir.path(), &TIMEOUTS);
+    let pid = server.first_pid;
+    let mut conn = RawConn::connect(&target).await;
+    conn.send_raw(b"hold 1000s\n").await.expect("send hold");
+    let reply = conn.reply().await.expect("the hold is acknowledged");
+    assert!(reply.text().starts_with("holding 1000s"), "{reply:?}");
+
+    let signalled = Instant::now();
+    server.signal(pid, Signal::TERM);
+    let status = server
+        .wait_child_exit(STOP + KILL + SLACK)
+        .unwrap_or_else(|| panic!("still running after stop + kill\n{}", server.diagnostics()));
+    let exited = signalled.elapsed();
+    assert!(
+        exited >= STOP + KILL - EARLY,
+        "exited {exited:?} after SIGTERM, before stop + kill, with work in flight"
+    );
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the kill timeout must end in a failure status\n{}",
+        server.diagnostics()
+    );
+    assert!(
+        server.stderr().contains("kill timeout"),
+        "the example does not say why it failed\n{}",
+        server.diagnostics()
+    );
+    println!(
+        "[{}] shutdown bounds (e): work ignoring the hammer: exited with {status} {exited:?} \
+         after SIGTERM (stop {STOP:?} + kill {KILL:?})",
+        flavor.name
+    );
 }
 
 /// Sends `sleep 1000s` on a new connection; returns it once the server

@@ -216,33 +216,33 @@ async fn after_exit(flavor: Flavor) {
 /// still drains: its exit is deliberate, and nothing is taken back. The old
 /// generation finishes its slow request and exits; connections are refused.
 async fn successor_stopped(flavor: Flavor) {
-    let dir = TempDir::new(&format!("cf-takeback-stop-{}", flavor.name));
-    let (server, addr) = flavor.start(&dir, &["--stop-timeout", "30"]);
-    let target = Target::plain(addr);
-    let old = blocking(|| server.wait_pid_file(T30));
-    let mut slow_conn = target.connect(Mode::KeepAlive).await.expect("connect");
+    let name = flavor.name;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (server, target) = flavor.start(dir.path(), &["--stop-timeout", "30"]);
+    let old = server.first_pid;
+    let mut slow_conn = RawConn::connect(&target).await;
     let mark = server.mark();
-    let slow = tokio::spawn(async move {
-        slow_conn
-            .get(&format!("/sleep?duration={SLOW}"))
-            .await
-            .map_err(|e| e.to_string())
-    });
+    slow_conn
+        .send(Request::Sleep(SLOW))
+        .await
+        .expect("send the slow request");
+    let slow = tokio::spawn(async move { slow_conn.reply().await });
     let sleeping = format!("sleeping {SLOW} in pid {old}");
-    blocking(|| server.wait_line(mark, T10, |l| l == sleeping))
+    server
+        .wait_line(mark, T10, |l| l == sleeping)
         .expect("the old generation never started the slow request");
-    let (_, new, _) = blocking(|| server.restart(common::Signal::HUP, T30));
-    super::terminate(&server, new);
+    let new = server.restart(Signal::HUP).new;
+    server.terminate(new);
     let slow = tokio::time::timeout(T10, slow)
         .await
         .expect("the slow request did not finish")
-        .expect("slow task")
-        .unwrap_or_else(|e| panic!("[{}] the slow request failed: {e}", flavor.name));
-    assert_eq!(slow.pid, Some(old as u32), "{slow:?}");
+        .expect("the slow request's task");
+    let slow = slow.unwrap_or_else(|e| panic!("[{name}] the slow request: {e}"));
+    assert_eq!((slow.status, slow.pid()), (200, Some(old)), "{slow:?}");
     assert!(
-        blocking(|| common::wait_gone(old, T10)),
-        "[{}] the old generation took the listeners back from a successor that was told to stop\n{}",
-        flavor.name,
+        process::wait_gone(old, T10),
+        "[{name}] the old generation took the listeners back from a successor that was told \
+         to stop\n{}",
         server.diagnostics()
     );
     assert!(
@@ -250,7 +250,6 @@ async fn successor_stopped(flavor: Flavor) {
             .lines()
             .iter()
             .any(|l| l.contains("exited after it was ready")),
-        "[{}] a deliberate stop was reported as a lost successor",
-        flavor.name
+        "[{name}] a deliberate stop was reported as a lost successor"
     );
 }
