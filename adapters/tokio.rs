@@ -1,7 +1,6 @@
 //! The tokio adapter: tokio's listeners as [`InheritedListener`], and
 //! [`Tokio`], the [`Runtime`] that gives the driver tokio's signals and timers.
 
-use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::time::Instant;
@@ -59,24 +58,20 @@ impl InheritedListener for ::tokio::net::UnixListener {
 impl crate::Accept for ::tokio::net::TcpListener {
     type Connection = ::tokio::net::TcpStream;
 
-    fn accept(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send {
-        async {
-            ::tokio::net::TcpListener::accept(self)
-                .await
-                .map(|(s, _)| s)
-        }
+    async fn accept(&self) -> io::Result<Self::Connection> {
+        ::tokio::net::TcpListener::accept(self)
+            .await
+            .map(|(s, _)| s)
     }
 }
 
 impl crate::Accept for ::tokio::net::UnixListener {
     type Connection = ::tokio::net::UnixStream;
 
-    fn accept(&self) -> impl Future<Output = io::Result<Self::Connection>> + Send {
-        async {
-            ::tokio::net::UnixListener::accept(self)
-                .await
-                .map(|(s, _)| s)
-        }
+    async fn accept(&self) -> io::Result<Self::Connection> {
+        ::tokio::net::UnixListener::accept(self)
+            .await
+            .map(|(s, _)| s)
     }
 }
 

@@ -1,7 +1,10 @@
 //! A line echo server that restarts without dropping a connection.
 //!
 //! Each line received is written back; the line `pid` is answered with
-//! `pid=PID` (UDP: each datagram is sent back, `pid` likewise). On drain, a
+//! `pid=PID`, `sleep D` with `slept D, pid=PID` after D, `hold D` with
+//! `holding D, pid=PID` at once while work that ignores the hammer stays in
+//! flight for D (a drain then ends at the kill timeout, and the process exits
+//! with status 1) (UDP: each datagram is sent back, `pid` likewise). On drain, a
 //! connection finishes the line in hand, then closes cleanly (FIN, never RST).
 //! SIGHUP or SIGUSR2 restarts, SIGTERM or SIGINT shuts down.
 //!
@@ -36,6 +39,45 @@ const LINGER: Duration = Duration::from_secs(1);
 /// How long a connection accepted just before draining started may take to
 /// send its first line: its client may have written it already.
 const FIRST_LINE_GRACE: Duration = Duration::from_secs(1);
+
+/// The answer to one line: `pid` → `pid=PID`; `sleep D` (D like `500ms`,
+/// `2s`) prints `sleeping D in pid PID`, waits D, then answers `slept D,
+/// pid=PID`, like the HTTP examples' `/sleep`; any other line comes back as is.
+async fn answer(line: Vec<u8>) -> Vec<u8> {
+    let pid = std::process::id();
+    if line == b"pid\n" {
+        return format!("pid={pid}\n").into_bytes();
+    }
+    let sleep = std::str::from_utf8(&line)
+        .ok()
+        .and_then(|l| l.strip_prefix("sleep "))
+        .map(str::trim_end)
+        .and_then(|d| Some((d, cli::parse_duration(d)?)));
+    let Some((text, duration)) = sleep else {
+        return line;
+    };
+    println!("sleeping {text} in pid {pid}");
+    tokio::time::sleep(duration).await;
+    format!("slept {text}, pid={pid}\n").into_bytes()
+}
+
+/// `hold D`: starts background work that stays in flight for D and ignores
+/// the hammer (a job that cannot be interrupted), answered at once with
+/// `holding D, pid=PID`. A drain then lasts until the kill timeout, and
+/// `run()` returns `KillTimeout`: the process exits with status 1.
+fn hold(line: &[u8], guard: &Tracked) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(line)
+        .ok()?
+        .strip_prefix("hold ")?
+        .trim_end();
+    let duration = cli::parse_duration(text)?;
+    let work = guard.draining().group().track();
+    tokio::spawn(async move {
+        tokio::time::sleep(duration).await;
+        drop(work);
+    });
+    Some(format!("holding {text}, pid={}\n", std::process::id()).into_bytes())
+}
 
 fn main() -> ExitCode {
     cli::init_logging();
@@ -140,12 +182,18 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(stream: S, guard: Tracked
                 Ok(0) => return,
                 Ok(_) if line.ends_with(b"\n") => {
                     fresh = false;
-                    let reply = if line == b"pid\n" {
-                        format!("pid={}\n", std::process::id()).into_bytes()
-                    } else {
-                        std::mem::take(&mut line)
+                    if let Some(reply) = hold(&line, &guard) {
+                        line.clear();
+                        if write.write_all(&reply).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    let reply = tokio::select! {
+                        biased;
+                        _ = &mut hammered => return,
+                        reply = answer(std::mem::take(&mut line)) => reply,
                     };
-                    line.clear();
                     if write.write_all(&reply).await.is_err() {
                         return;
                     }

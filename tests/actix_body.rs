@@ -9,18 +9,29 @@
 
 #![cfg(feature = "actix")]
 
-mod common;
-mod http_common;
+#[allow(dead_code, reason = "this test uses part of the harness")]
+mod harness {
+    pub mod client;
+    pub mod process;
+    pub mod server;
+}
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{T10, T30, TempDir};
-use http_common::{RawConn, blocking, pid_in, start_actix};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use harness::client::{RawConn, Target};
+use harness::process::{Reaped, Signal, T10, T30};
+use harness::server::{self, Server};
+
+/// Starts the actix example with `args`; its address.
+fn start(dir: &std::path::Path, args: &[&str]) -> (Server, Target) {
+    let server = Server::start(&server::example("actix"), dir, args);
+    let target = Target::of(&server.wait_started());
+    (server, target)
+}
 
 /// Sends `count` POSTs with a body of `size` bytes to `path` on one
 /// keep-alive connection (`http.client` opens a new one only after a
@@ -60,16 +71,6 @@ summary = ",".join("%dx%d" % kv for kv in sorted(statuses.items()))
 print(f"sent={sent} statuses={summary} close={close} opened={opened} mismatches={mismatches} errors={len(errors)} first_error={errors[:1]}")
 "#;
 
-/// A child process killed and reaped when dropped, whatever happened.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// What one run of [`CLIENT`] printed.
 struct Run {
     line: String,
@@ -99,14 +100,8 @@ fn python(addr: SocketAddr, path: &str, size: usize, count: usize, chunked: bool
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = Reaped(cmd.spawn().expect("python3 runs"));
-    let started = Instant::now();
-    while child.0.try_wait().expect("wait for python3").is_none() {
-        assert!(started.elapsed() < T30, "the python client hung");
-        std::thread::sleep(common::POLL);
-    }
-    let mut out = String::new();
-    let mut err = String::new();
-    use std::io::Read;
+    child.wait_exit(T30).expect("the python client hung");
+    let (mut out, mut err) = (String::new(), String::new());
     child.0.stdout.take().unwrap().read_to_string(&mut out).ok();
     child.0.stderr.take().unwrap().read_to_string(&mut err).ok();
     let line = out.trim().to_string();
@@ -121,8 +116,9 @@ fn python(addr: SocketAddr, path: &str, size: usize, count: usize, chunked: bool
 
 #[test]
 fn unread_bodies_keep_the_connection_up_to_the_bound() {
-    let dir = TempDir::new("actix-body");
-    let (_server, addr) = start_actix(&dir, &[]);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (_server, target) = start(dir.path(), &[]);
+    let addr = target.socket_addr();
     let mut report = Vec::new();
     // `/` answers without reading the body; `/sleep` is GET-only: 405.
     for (path, status) in [("/", 200), ("/sleep", 405)] {
@@ -162,8 +158,9 @@ fn unread_bodies_keep_the_connection_up_to_the_bound() {
 
 #[test]
 fn echo_sends_bodies_back_byte_for_byte() {
-    let dir = TempDir::new("actix-echo");
-    let (_server, addr) = start_actix(&dir, &[]);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (_server, target) = start(dir.path(), &[]);
+    let addr = target.socket_addr();
     for (size, chunked) in [
         (0, false),
         (1, false),
@@ -182,23 +179,23 @@ fn echo_sends_bodies_back_byte_for_byte() {
 }
 
 /// Sends a request head announcing `length` body bytes, then `sent` of them.
-async fn send_partial(conn: &mut RawConn<TcpStream>, path: &str, length: usize, sent: usize) {
+async fn send_partial(conn: &mut RawConn, path: &str, length: usize, sent: usize) {
     let head =
         format!("POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {length}\r\n\r\n");
-    conn.stream.write_all(head.as_bytes()).await.unwrap();
-    conn.stream.write_all(&vec![b'x'; sent]).await.unwrap();
+    conn.send_raw(head.as_bytes()).await.unwrap();
+    conn.send_raw(&vec![b'x'; sent]).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_does_not_come_closes_the_connection_announced() {
-    let dir = TempDir::new("actix-body-slow");
-    let (_server, addr) = blocking(|| start_actix(&dir, &[]));
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (_server, target) = start(dir.path(), &[]);
 
     // Announces 1000 bytes, sends 10, never the rest.
-    let mut missing = RawConn::connect(addr).await;
+    let mut missing = RawConn::connect(&target).await;
     let asked = Instant::now();
     send_partial(&mut missing, "/", 1000, 10).await;
-    let reply = missing.response().await.expect("a response");
+    let reply = missing.reply().await.expect("a response");
     let answered = asked.elapsed();
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.header("connection"), Some("close"), "{reply:?}");
@@ -208,19 +205,19 @@ async fn a_body_that_does_not_come_closes_the_connection_announced() {
         .expect("closed cleanly after the response");
 
     // Sends 100 KiB at 20 KiB every 300 ms: slower than the rest may take.
-    let mut slow = RawConn::connect(addr).await;
+    let mut slow = RawConn::connect(&target).await;
     send_partial(&mut slow, "/", 100 * 1024, 20 * 1024).await;
     let sender = tokio::spawn(async move {
         for _ in 0..4 {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            if slow.stream.write_all(&[b'x'; 20 * 1024]).await.is_err() {
+            if slow.send_raw(&[b'x'; 20 * 1024]).await.is_err() {
                 break;
             }
         }
         slow
     });
     let mut slow = sender.await.unwrap();
-    let reply = slow.response().await.expect("a response");
+    let reply = slow.reply().await.expect("a response");
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.header("connection"), Some("close"), "{reply:?}");
     slow.wait_closed(T10)
@@ -231,38 +228,30 @@ async fn a_body_that_does_not_come_closes_the_connection_announced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_never_comes_does_not_hold_the_old_generation() {
-    let dir = TempDir::new("actix-body-drain");
-    let (server, addr) = blocking(|| start_actix(&dir, &["--stop-timeout", "10"]));
-    let old = blocking(|| server.wait_pid_file(T30)) as u32;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (server, target) = start(dir.path(), &["--stop-timeout", "10"]);
+    let old = server.first_pid;
 
     // The handler sleeps 1 s and ignores the body, which never comes.
-    let mut stuck = RawConn::connect(addr).await;
+    let mut stuck = RawConn::connect(&target).await;
     let mark = server.mark();
     let head = "GET /sleep?duration=1s HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n";
-    stuck.stream.write_all(head.as_bytes()).await.unwrap();
+    stuck.send_raw(head.as_bytes()).await.unwrap();
     let sleeping = format!("sleeping 1s in pid {old}");
-    blocking(|| server.wait_line(mark, T10, |l| l == sleeping))
+    server
+        .wait_line(mark, T10, |l| l == sleeping)
         .expect("the old generation started the request");
 
     let signalled = Instant::now();
-    let (from, new, ready) = blocking(|| server.restart(common::Signal::HUP, T30));
-    assert_eq!(from as u32, old);
-    let reply = stuck.response().await.expect("a response");
-    assert_eq!(
-        (reply.status, pid_in(&reply.body)),
-        (200, Some(old)),
-        "{reply:?}"
-    );
+    let r = server.restart(Signal::HUP);
+    let reply = stuck.reply().await.expect("a response");
+    assert_eq!((reply.status, reply.pid()), (200, Some(old)), "{reply:?}");
     assert_eq!(reply.header("connection"), Some("close"), "{reply:?}");
     stuck
         .wait_closed(T10)
         .await
         .expect("closed cleanly after the response");
-    assert!(
-        blocking(|| common::wait_gone(old as i32, T10)),
-        "old generation still running\n{}",
-        server.diagnostics()
-    );
+    server.expect_gone(old, T10);
     let exited = signalled.elapsed();
     // The request takes 1 s; the client never closes its side.
     assert!(
@@ -270,11 +259,8 @@ async fn a_body_that_never_comes_does_not_hold_the_old_generation() {
         "the old generation exited {exited:?} after SIGHUP (stop timeout 10 s)"
     );
     println!(
-        "body never sent, restart: successor ready {ready:?}, old generation exited {exited:?} after SIGHUP"
+        "body never sent, restart: successor ready {:?}, old generation exited {exited:?} after SIGHUP",
+        r.ready
     );
-    server.signal(new, common::Signal::TERM);
-    assert!(
-        blocking(|| common::wait_gone(new, T10)),
-        "graceful shutdown"
-    );
+    server.terminate(r.new);
 }

@@ -8,59 +8,68 @@
 
 #![cfg(feature = "actix")]
 
-mod common;
-mod http_common;
+#[allow(dead_code, reason = "this test uses part of the harness")]
+mod harness {
+    pub mod client;
+    pub mod process;
+    pub mod server;
+}
 
 use std::time::{Duration, Instant};
 
-use common::{T5, T10, T30, TempDir};
-use http_common::{RawConn, blocking, pid_in, start_actix};
-use tokio::net::TcpStream;
+use harness::client::{RawConn, Request, Target};
+use harness::process::{Signal, T5, T10};
+use harness::server::{self, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_close_when_draining_and_fresh_ones_get_their_grace() {
-    let dir = TempDir::new("actix-idle");
-    let (server, addr) = blocking(|| start_actix(&dir, &["--stop-timeout", "30"]));
-    let old = blocking(|| server.wait_pid_file(T30)) as u32;
-
-    let mut keep_alive = RawConn::connect(addr).await;
-    let reply = keep_alive.get("/").await.expect("GET /");
-    assert_eq!(
-        (reply.status, pid_in(&reply.body)),
-        (200, Some(old)),
-        "{reply:?}"
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(
+        &server::example("actix"),
+        dir.path(),
+        &["--stop-timeout", "30"],
     );
+    let target = Target::of(&server.wait_started());
+    let old = server.first_pid;
+
+    let mut keep_alive = RawConn::connect(&target).await;
+    let reply = keep_alive.ask(Request::Pid).await.expect("GET /");
+    assert_eq!((reply.status, reply.pid()), (200, Some(old)), "{reply:?}");
     assert_eq!(reply.header("connection"), None, "{reply:?}");
-    let silent = RawConn::connect(addr).await;
+    let silent = RawConn::connect(&target).await;
 
     // A slow request holds the old generation for the whole test.
-    let mut slow = RawConn::connect(addr).await;
+    let mut slow = RawConn::connect(&target).await;
     let mark = server.mark();
-    slow.send_get("/sleep?duration=4s").await.unwrap();
+    slow.send(Request::Sleep("4s"))
+        .await
+        .expect("send the slow request");
     let sleeping = format!("sleeping 4s in pid {old}");
-    blocking(|| server.wait_line(mark, T10, |l| l == sleeping))
-        .unwrap_or_else(|| panic!("the old generation never started the slow request"));
+    server
+        .wait_line(mark, T10, |l| l == sleeping)
+        .expect("the old generation started the slow request");
     // Older than the idle grace by the time draining starts.
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
     // Accepted by the old generation just before the restart.
-    let mut fresh = RawConn::connect(addr).await;
+    let mut fresh = RawConn::connect(&target).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     let signalled = Instant::now();
-    let closed = |mut conn: RawConn<TcpStream>| {
+    let closed = |mut conn: RawConn| {
         tokio::spawn(async move { conn.wait_closed(T5).await.map(|()| signalled.elapsed()) })
     };
     let (keep_alive, silent) = (closed(keep_alive), closed(silent));
-    let (from, new, ready) = blocking(|| server.restart(common::Signal::HUP, T30));
-    assert_eq!(from as u32, old);
+    let r = server.restart(Signal::HUP);
 
     // Its client sends the request 200 ms into the drain: served by the old
     // generation, which closes the connection after the response.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let reply = fresh.get("/").await.expect("GET / on the fresh connection");
-    assert_eq!(reply.status, 200, "{reply:?}");
-    assert_eq!(pid_in(&reply.body), Some(old), "{reply:?}");
+    let reply = fresh
+        .ask(Request::Pid)
+        .await
+        .expect("GET / on the fresh connection");
+    assert_eq!((reply.status, reply.pid()), (200, Some(old)), "{reply:?}");
     assert_eq!(reply.header("connection"), Some("close"), "{reply:?}");
     fresh
         .wait_closed(T5)
@@ -78,36 +87,23 @@ async fn idle_connections_close_when_draining_and_fresh_ones_get_their_grace() {
     // Both were idle for longer than the grace: closed as draining starts.
     for (what, closed) in [("keep-alive", keep_alive_closed), ("silent", silent_closed)] {
         assert!(
-            closed < ready + Duration::from_millis(500),
-            "the idle {what} connection closed {closed:?} after SIGHUP \
-             (successor ready after {ready:?})"
+            closed < r.ready + Duration::from_millis(500),
+            "the idle {what} connection closed {closed:?} after SIGHUP (successor ready after {:?})",
+            r.ready
         );
     }
 
     // The slow request completes on the old generation.
-    let reply = slow.response().await.expect("the slow request's response");
-    assert_eq!(
-        (reply.status, pid_in(&reply.body)),
-        (200, Some(old)),
-        "{reply:?}"
-    );
+    let reply = slow.reply().await.expect("the slow request's response");
+    assert_eq!((reply.status, reply.pid()), (200, Some(old)), "{reply:?}");
     assert_eq!(reply.header("connection"), Some("close"), "{reply:?}");
-    assert!(
-        blocking(|| common::wait_gone(old as i32, T10)),
-        "old generation still running\n{}",
-        server.diagnostics()
-    );
-    let exited = signalled.elapsed();
+    server.expect_gone(old, T10);
     println!(
-        "actix idle: successor ready {ready:?} after SIGHUP; idle keep-alive closed \
-         {keep_alive_closed:?}, silent connection closed {silent_closed:?} after SIGHUP; \
-         request sent 200 ms into the drain served by the old pid; old generation exited \
-         {exited:?} after SIGHUP (slow request of 4 s)"
+        "actix idle: successor ready {:?} after SIGHUP; idle keep-alive closed {keep_alive_closed:?}, \
+         silent connection closed {silent_closed:?} after SIGHUP; request sent 200 ms into the drain \
+         served by the old pid; old generation exited {:?} after SIGHUP (slow request of 4 s)",
+        r.ready,
+        signalled.elapsed()
     );
-
-    server.signal(new, common::Signal::TERM);
-    assert!(
-        blocking(|| common::wait_gone(new, T10)),
-        "graceful shutdown"
-    );
+    server.terminate(r.new);
 }

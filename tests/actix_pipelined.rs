@@ -5,20 +5,29 @@
 
 #![cfg(feature = "actix")]
 
-mod common;
-mod http_common;
+#[allow(dead_code, reason = "this test uses part of the harness")]
+mod harness {
+    pub mod client;
+    pub mod process;
+    pub mod server;
+}
 
-use common::{T10, T30, TempDir};
-use http_common::{RawConn, blocking, pid_in, start_actix};
-use tokio::io::AsyncWriteExt;
+use harness::client::{RawConn, Target};
+use harness::process::{Signal, T10};
+use harness::server::{self, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_are_answered_while_draining() {
-    let dir = TempDir::new("actix-pipelined");
-    let (server, addr) = blocking(|| start_actix(&dir, &["--stop-timeout", "10"]));
-    let old = blocking(|| server.wait_pid_file(T30)) as u32;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(
+        &server::example("actix"),
+        dir.path(),
+        &["--stop-timeout", "10"],
+    );
+    let target = Target::of(&server.wait_started());
+    let old = server.first_pid;
 
-    let mut conn = RawConn::connect(addr).await;
+    let mut conn = RawConn::connect(&target).await;
     // The first request is still running when draining starts; the others
     // wait behind it, one with a body its handler does not read.
     let requests = [
@@ -29,23 +38,22 @@ async fn pipelined_requests_are_answered_while_draining() {
         "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
     ];
     let mark = server.mark();
-    conn.stream
-        .write_all(requests.concat().as_bytes())
+    conn.send_raw(requests.concat().as_bytes())
         .await
-        .unwrap();
+        .expect("send");
     let sleeping = format!("sleeping 1s in pid {old}");
-    blocking(|| server.wait_line(mark, T10, |l| l == sleeping))
+    server
+        .wait_line(mark, T10, |l| l == sleeping)
         .expect("the old generation started the first request");
 
-    let (from, new, _ready) = blocking(|| server.restart(common::Signal::HUP, T30));
-    assert_eq!(from as u32, old);
+    let r = server.restart(Signal::HUP);
     for (i, request) in requests.iter().enumerate() {
         let reply = conn
-            .response()
+            .reply()
             .await
             .unwrap_or_else(|e| panic!("response {i} to {request:?}: {e}"));
         assert_eq!(
-            (reply.status, pid_in(&reply.body)),
+            (reply.status, reply.pid()),
             (200, Some(old)),
             "response {i}: {reply:?}"
         );
@@ -58,14 +66,6 @@ async fn pipelined_requests_are_answered_while_draining() {
     conn.wait_closed(T10)
         .await
         .expect("closed cleanly after the last response");
-    assert!(
-        blocking(|| common::wait_gone(old as i32, T10)),
-        "old generation still running\n{}",
-        server.diagnostics()
-    );
-    server.signal(new, common::Signal::TERM);
-    assert!(
-        blocking(|| common::wait_gone(new, T10)),
-        "graceful shutdown"
-    );
+    server.expect_gone(old, T10);
+    server.terminate(r.new);
 }

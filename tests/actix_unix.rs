@@ -5,20 +5,26 @@
 
 #![cfg(feature = "actix")]
 
-mod common;
-mod http_common;
+#[allow(dead_code, reason = "this test uses part of the harness")]
+mod harness {
+    pub mod process;
+    pub mod server;
+}
 
-use common::{T30, TempDir};
-use http_common::blocking;
+use harness::process::T30;
+use harness::server::{self, Server};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_unix_socket_is_refused_with_a_clear_error() {
-    let dir = TempDir::new("actix-unix");
-    let path = dir.join("http.sock");
+#[test]
+fn a_unix_socket_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("http.sock");
     let listen = format!("unix:{}", path.display());
-    let server =
-        blocking(|| common::Server::start(&http_common::actix_bin(), &dir, &["--listen", &listen]));
-    let status = blocking(|| server.wait_child_exit(T30)).expect("the example exits");
+    let server = Server::start(
+        &server::example("actix"),
+        dir.path(),
+        &["--listen", &listen],
+    );
+    let status = server.wait_child_exit(T30).expect("the example exits");
     assert_eq!(
         status.code(),
         Some(1),

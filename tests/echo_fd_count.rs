@@ -3,49 +3,90 @@
 //! the first generation had when idle and serving; each generation in
 //! between serves (`pid` answers with its own pid).
 
-mod common;
+#[allow(dead_code, reason = "this test uses part of the harness")]
+mod harness {
+    pub mod client;
+    pub mod process;
+    pub mod server;
+}
 
-use common::*;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use harness::client::Target;
+use harness::process::T5;
+use harness::server::{self, Server};
 
 const RESTARTS: usize = 20;
 
-#[test]
-fn twenty_restarts_leak_no_fds() {
-    let dir = TempDir::new("fd");
-    let server = Server::start(&echo_bin(), &dir, &["--stop-timeout", "10"]);
-    let target = server.wait_serving(0, 1, T30).remove(0).target();
-    let pid0 = server.wait_pid_file(T30);
-    assert_eq!(ask_pid(&target), pid0);
-    let fds0 = settled_fd_count(pid0, T5);
-    let list0 = fd_list(pid0);
+/// `fd -> target` for every open fd of `pid`, sorted by fd.
+fn fds(pid: i32) -> Vec<(u32, String)> {
+    let entries = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("fds of {pid}: {e}"));
+    let mut fds: Vec<_> = entries
+        .flatten()
+        .filter_map(|e| {
+            let fd = e.file_name().to_str()?.parse().ok()?;
+            Some((
+                fd,
+                std::fs::read_link(e.path())
+                    .map_or_else(|e| format!("<{e}>"), |p| p.display().to_string()),
+            ))
+        })
+        .collect();
+    fds.sort();
+    fds
+}
 
-    let t0 = Instant::now();
-    let mut current = pid0;
-    for i in 0..RESTARTS {
-        let (old, new, _) = server.restart(Signal::HUP, T30);
-        assert_eq!(old, current);
-        assert!(
-            server.wait_exit(old, T30),
-            "restart {i}: old generation {old} did not exit"
-        );
-        assert_eq!(
-            ask_pid(&target),
-            new,
-            "restart {i}: new connection not served by {new}"
-        );
-        current = new;
+/// The fds of `pid` once three samples 100 ms apart agree (bounded).
+fn settled_fds(pid: i32, timeout: Duration) -> Vec<(u32, String)> {
+    let deadline = Instant::now() + timeout;
+    let (mut last, mut same) = (fds(pid), 0);
+    while same < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = fds(pid);
+        same = if now.len() == last.len() { same + 1 } else { 0 };
+        last = now;
     }
-    let took = t0.elapsed();
+    last
+}
 
-    let fds_n = settled_fd_count(current, T5);
-    let list_n = fd_list(current);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_restarts_leak_no_fds() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(
+        &server::example("echo"),
+        dir.path(),
+        &["--stop-timeout", "10"],
+    );
+    let target = Target::of(&server.wait_started());
+    let first = server.first_pid;
+    assert_eq!(target.ask_pid().await, first);
+    let fds_first = settled_fds(first, T5);
+
+    let started = Instant::now();
+    let mut current = first;
+    for i in 0..RESTARTS {
+        let r = server.restart_and_wait_old();
+        assert_eq!(r.old, current, "restart {i}");
+        assert_eq!(
+            target.ask_pid().await,
+            r.new,
+            "restart {i}: a new connection"
+        );
+        current = r.new;
+    }
+    let took = started.elapsed();
+    let fds_last = settled_fds(current, T5);
     println!(
-        "fd count: generation 1 (pid {pid0}) {fds0} fds; generation {} (pid {current}) {fds_n} fds; {RESTARTS} restarts in {took:?}",
-        RESTARTS + 1
+        "fd count: generation 1 (pid {first}) {} fds; generation {} (pid {current}) {} fds; {RESTARTS} \
+         restarts in {took:?}",
+        fds_first.len(),
+        RESTARTS + 1,
+        fds_last.len()
     );
     assert_eq!(
-        fds_n, fds0,
-        "fd count changed over {RESTARTS} restarts\n first: {list0:?}\n newest: {list_n:?}"
+        fds_last.len(),
+        fds_first.len(),
+        "the fd count changed over {RESTARTS} restarts\n first: {fds_first:?}\n newest: {fds_last:?}"
     );
 }

@@ -15,14 +15,24 @@
 //! file through the rename, the victim untouched; at shutdown the regular file
 //! is removed.
 
-mod common;
+#[allow(dead_code, reason = "this test uses part of the harness")]
+mod harness {
+    pub mod client;
+    pub mod process;
+    pub mod server;
+}
 
-use common::*;
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+use harness::client::Target;
+use harness::process::{self, Signal, T10, T30};
+use harness::server::{self, Server};
+use tempfile::TempDir;
 
 const PRECIOUS: &str = "precious data\n";
 /// Symlinks planted for the pids after the newest one, before each step.
@@ -39,12 +49,12 @@ struct Scene {
 }
 
 impl Scene {
-    fn new(tag: &str) -> Scene {
-        let dir = TempDir::new(tag);
-        let shared = dir.join("shared");
+    fn new() -> Scene {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let shared = dir.path().join("shared");
         fs::create_dir(&shared).expect("create shared dir");
         fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).expect("chmod 1777");
-        let victim = dir.join("victim");
+        let victim = dir.path().join("victim");
         fs::write(&victim, PRECIOUS).expect("write victim");
         Scene {
             dir,
@@ -111,11 +121,12 @@ impl Scene {
     }
 
     fn start(&self, pid_file: &Path) -> (Server, Target) {
-        let mut cmd = Command::new(echo_bin());
+        let mut cmd = Command::new(server::example("echo"));
         cmd.args(["--listen", "127.0.0.1:0", "--pid-file"])
-            .arg(pid_file);
-        let server = Server::spawn(cmd, &self.dir, Some(pid_file.to_path_buf()));
-        let target = server.wait_serving(0, 1, T30).remove(0).target();
+            .arg(pid_file)
+            .env("RUST_LOG", "info,handoff=debug");
+        let server = Server::spawn(cmd, self.dir.path());
+        let target = Target::of(&server.wait_started());
         (server, target)
     }
 }
@@ -132,52 +143,47 @@ fn assert_pid_file(path: &Path, pid: i32, when: &str) {
     assert_eq!(content, format!("{pid}\n"), "{when}: pid file content");
 }
 
-#[test]
-fn planted_symlinks_at_the_temporary_names_are_never_followed() {
-    let bin = echo_bin(); // built before planting: the build uses pids too
-    assert!(bin.is_file());
-    let mut scene = Scene::new("pidsym");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_symlinks_at_the_temporary_names_are_never_followed() {
+    server::example("echo"); // built before planting: the build uses pids too
+    let mut scene = Scene::new();
     let pid_file = scene.shared.join("server.pid");
     let mut planted = scene.plant("server.pid");
     let (server, target) = scene.start(&pid_file);
-    let pid0 = server.wait_pid_file(T30);
+    let pid0 = server.first_pid;
     assert!(
         scene.planted_for(pid0),
         "pid {pid0} was not covered by the planted symlinks: the test would prove nothing"
     );
-    assert_eq!(ask_pid(&target), pid0);
+    assert_eq!(target.ask_pid().await, pid0);
     scene.assert_victim_intact("first generation ready");
     assert_pid_file(&pid_file, pid0, "first generation");
 
     let mut current = pid0;
     for i in 0..RESTARTS {
         planted += scene.plant("server.pid");
-        let (old, new, took) = server.restart(Signal::HUP, T30);
+        let r = server.restart_and_wait_old();
+        let (old, new) = (r.old, r.new);
         assert_eq!(old, current);
         assert!(
             scene.planted_for(new),
             "restart {i}: successor pid {new} was not covered by the planted symlinks"
         );
-        assert!(
-            server.wait_exit(old, T30),
-            "restart {i}: {old} did not exit"
-        );
         scene.assert_victim_intact(&format!("restart {i}"));
         assert_pid_file(&pid_file, new, &format!("restart {i}"));
         assert_eq!(
-            ask_pid(&target),
+            target.ask_pid().await,
             new,
-            "restart {i}: pid file names another process"
+            "restart {i}: the pid file names another process"
         );
-        println!("restart {i}: {old} -> {new} in {took:?}; victim intact");
+        println!(
+            "restart {i}: {old} -> {new} in {:?}; victim intact",
+            r.ready
+        );
         current = new;
     }
 
-    server.signal(current, Signal::TERM);
-    assert!(
-        server.wait_exit(current, T10),
-        "{current} did not exit on SIGTERM"
-    );
+    server.terminate(current);
     scene.assert_victim_intact("after shutdown");
     assert!(
         fs::symlink_metadata(&pid_file).is_err(),
@@ -188,36 +194,40 @@ fn planted_symlinks_at_the_temporary_names_are_never_followed() {
     println!("{planted} symlinks planted, all intact; victim intact; pid file removed");
 }
 
-#[test]
-fn a_symlink_at_the_pid_file_path_is_replaced_not_followed() {
-    let scene = Scene::new("pidlink");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_at_the_pid_file_path_is_replaced_not_followed() {
+    let scene = Scene::new();
     let pid_file = scene.shared.join("link.pid");
     std::os::unix::fs::symlink(&scene.victim, &pid_file).expect("plant symlink");
     let (server, target) = scene.start(&pid_file);
-    let pid0 = server.wait_pid_file(T30);
+    let pid0 = server.first_pid;
     scene.assert_victim_intact("first generation ready");
     assert_pid_file(&pid_file, pid0, "first generation");
 
-    let (_, new, _) = server.restart(Signal::HUP, T30);
+    let new = server.restart(Signal::HUP).new;
     scene.assert_victim_intact("after restart");
     assert_pid_file(&pid_file, new, "after restart");
-    assert_eq!(ask_pid(&target), new);
+    assert_eq!(target.ask_pid().await, new);
 
     // Between generations somebody points the path at the victim again: the
     // exiting generation neither reads through it nor removes the victim.
-    assert!(server.wait_exit(pid0, T30), "{pid0} did not exit");
+    server.expect_gone(pid0, T30);
     // ...once the new generation has seen its parent exit (it then makes sure
-    // the pid file names it, replacing whatever is at the path).
-    let seen = format!("handoff{{pid={new}}}: handoff::driver: the previous generation has exited");
+    // the pid file names it, replacing whatever is at the path): the event,
+    // logged at debug level.
+    let seen =
+        |l: &str| l.contains(&format!("handoff{{pid={new}}}")) && l.contains("event=ParentExited");
+    let logged = process::poll_until(T10, Duration::from_millis(20), || {
+        server.stderr().lines().any(seen).then_some(())
+    });
     assert!(
-        poll_until(T10, POLL, || server.stderr().contains(&seen).then_some(())).is_some(),
+        logged.is_some(),
         "{new} never logged that its parent exited\n{}",
         server.diagnostics()
     );
     fs::remove_file(&pid_file).expect("remove pid file");
     std::os::unix::fs::symlink(&scene.victim, &pid_file).expect("plant symlink again");
-    server.signal(new, Signal::TERM);
-    assert!(server.wait_exit(new, T10), "{new} did not exit on SIGTERM");
+    server.terminate(new);
     scene.assert_victim_intact("after shutdown");
     assert!(
         fs::symlink_metadata(&pid_file).is_ok_and(|m| m.file_type().is_symlink()),

@@ -2,36 +2,53 @@
 //! server was started from, not the one it is running: after a deploy
 //! (new file renamed over the old path), the successor runs the new file.
 
-mod common;
-
-use common::*;
-use std::os::unix::fs::MetadataExt;
-
-fn inode(path: &str) -> u64 {
-    std::fs::metadata(path).unwrap().ino()
+#[allow(dead_code, reason = "this test uses part of the harness")]
+mod harness {
+    pub mod client;
+    pub mod process;
+    pub mod server;
 }
 
-#[test]
-fn restart_runs_the_newly_installed_binary() {
-    let dir = TempDir::new("exe");
-    let installed = dir.join("echo");
-    replace_with_copy(&installed, &echo_bin(), 0o755);
-    let server = Server::start(&installed, &dir, &[]);
-    let target = server.wait_serving(0, 1, T30).remove(0).target();
-    let old = server.wait_pid_file(T30);
-    let old_inode = inode(&format!("/proc/{old}/exe"));
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use harness::client::Target;
+use harness::process::Signal;
+use harness::server::{self, Server};
+
+fn inode(path: impl AsRef<Path>) -> u64 {
+    fs::metadata(path).expect("stat").ino()
+}
+
+/// Copies the example to `dest` through a new file renamed over it.
+fn deploy(dest: &Path) {
+    let tmp = dest.with_extension("installing");
+    fs::copy(server::example("echo"), &tmp).expect("copy the example");
+    fs::rename(&tmp, dest).expect("rename it into place");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_runs_the_newly_installed_binary() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let installed = dir.path().join("echo");
+    deploy(&installed);
+    let server = Server::start(&installed, dir.path(), &[]);
+    let target = Target::of(&server.wait_started());
+    let old = server.first_pid;
+    let old_inode = inode(format!("/proc/{old}/exe"));
 
     // Deploy: a new file (new inode) renamed over the path.
-    replace_with_copy(&installed, &echo_bin(), 0o755);
-    let new_inode = std::fs::metadata(&installed).unwrap().ino();
+    deploy(&installed);
+    let new_inode = inode(&installed);
     assert_ne!(old_inode, new_inode);
-    let exe_link = std::fs::read_link(format!("/proc/{old}/exe")).unwrap();
+    let exe_link = fs::read_link(format!("/proc/{old}/exe")).unwrap();
     println!(
         "running binary of the old generation now: {}",
         exe_link.display()
     );
 
-    let (_, new, _) = server.restart(Signal::HUP, T30);
-    assert_eq!(inode(&format!("/proc/{new}/exe")), new_inode);
-    assert_eq!(ask_pid(&target), new);
+    let r = server.restart(Signal::HUP);
+    assert_eq!(inode(format!("/proc/{}/exe", r.new)), new_inode);
+    assert_eq!(target.ask_pid().await, r.new);
 }

@@ -10,15 +10,24 @@
 //!   nobody is still refused and root is served by the successor;
 //! - mode 0600, owner 65534: the file is nobody's, and nobody connects.
 
-mod common;
+#[allow(dead_code, reason = "this test uses part of the harness")]
+mod harness {
+    pub mod client;
+    pub mod process;
+    pub mod server;
+}
 
-use common::*;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
+
+use harness::client::Target;
+use harness::process::{Signal, T30};
+use harness::server::{self, Server};
+use tempfile::TempDir;
 
 const NOBODY: u32 = 65534;
 
@@ -70,8 +79,8 @@ fn connect_as(uid: u32, sock: &Path) -> String {
 
 /// A scratch directory everybody may traverse (the socket's file mode, not
 /// the directory, is under test).
-fn open_dir(tag: &str) -> TempDir {
-    let dir = TempDir::new(tag);
+fn open_dir() -> TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod dir");
     dir
 }
@@ -80,21 +89,25 @@ fn start(dir: &TempDir, sock: &Path, extra: &[&str]) -> (Server, Target) {
     let listen = format!("unix:{}", sock.display());
     let mut args = vec!["--listen", &listen];
     args.extend_from_slice(extra);
-    let server = Server::start(&echo_bin(), dir, &args);
-    let target = server.wait_serving(0, 1, T30).remove(0).target();
+    let server = Server::start(&server::example("echo"), dir.path(), &args);
+    let target = Target::of(&server.wait_started());
     (server, target)
 }
 
 fn file_of(sock: &Path) -> (u32, u32) {
     let meta = fs::symlink_metadata(sock).expect("lstat socket");
-    assert!(is_socket(sock), "{} is not a socket", sock.display());
+    assert!(
+        meta.file_type().is_socket(),
+        "{} is not a socket",
+        sock.display()
+    );
     (meta.mode() & 0o7777, meta.uid())
 }
 
 #[test]
 fn mode_0666_lets_another_user_connect() {
-    let dir = open_dir("ux666");
-    let sock = dir.join("echo.sock");
+    let dir = open_dir();
+    let sock = dir.path().join("echo.sock");
     let (server, _) = start(&dir, &sock, &["--unix-mode", "666"]);
     assert_eq!(file_of(&sock), (0o666, 0));
     let got = connect_as(NOBODY, &sock);
@@ -102,12 +115,12 @@ fn mode_0666_lets_another_user_connect() {
     println!("mode 0666: nobody -> {got}");
 }
 
-#[test]
-fn mode_0600_refuses_another_user_and_survives_a_restart() {
-    let dir = open_dir("ux600");
-    let sock = dir.join("echo.sock");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mode_0600_refuses_another_user_and_survives_a_restart() {
+    let dir = open_dir();
+    let sock = dir.path().join("echo.sock");
     let (server, target) = start(&dir, &sock, &["--unix-mode", "600"]);
-    let pid0 = server.wait_pid_file(T30);
+    let pid0 = server.first_pid;
     assert_eq!(
         file_of(&sock),
         (0o600, 0),
@@ -122,22 +135,22 @@ fn mode_0600_refuses_another_user_and_survives_a_restart() {
     );
     println!("mode 0600: nobody -> {nobody}; root -> served by {pid0}");
 
-    let (_, new, _) = server.restart(Signal::HUP, T30);
-    assert!(server.wait_exit(pid0, T30), "{pid0} did not exit");
+    let new = server.restart(Signal::HUP).new;
+    server.expect_gone(pid0, T30);
     assert_eq!(file_of(&sock), (0o600, 0), "after a restart");
     assert_eq!(
         connect_as(NOBODY, &sock),
         "refused EACCES",
         "after a restart"
     );
-    assert_eq!(ask_pid(&target), new, "the owner, after a restart");
+    assert_eq!(target.ask_pid().await, new, "the owner, after a restart");
     println!("after SIGHUP: same file, nobody refused, root served by {new}");
 }
 
 #[test]
 fn owner_65534_with_mode_0600_lets_that_user_connect() {
-    let dir = open_dir("uxown");
-    let sock = dir.join("echo.sock");
+    let dir = open_dir();
+    let sock = dir.path().join("echo.sock");
     let (server, _) = start(
         &dir,
         &sock,

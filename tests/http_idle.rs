@@ -5,13 +5,20 @@
 
 #![cfg(all(feature = "tokio", feature = "hyper", feature = "tls"))]
 
-mod common;
-mod http_common;
+#[allow(dead_code, reason = "this test uses part of the harness")]
+mod harness {
+    pub mod client;
+    pub mod http;
+    pub mod process;
+    pub mod server;
+}
 
 use std::time::{Duration, Instant};
 
-use common::{T30, TempDir};
-use http_common::{Mode, Target, blocking, start_demo};
+use harness::client::Target;
+use harness::http::{HttpConn, Mode};
+use harness::process::{self, Signal, T30};
+use harness::server::{self, Server};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -22,45 +29,48 @@ const EXIT_BOUND: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_idle_connections_close_at_once_when_draining() {
-    let limit = http_common::raise_fd_limit();
+    let limit = raise_fd_limit();
     assert!(
         limit > 2 * (KEEP_ALIVE + SILENT) as u64 + 100,
         "RLIMIT_NOFILE hard limit {limit} is too low for this test"
     );
-    let dir = TempDir::new("http-idle");
-    let (server, addr) = blocking(|| start_demo(&dir, &["--stop-timeout", "30"]));
-    let old = blocking(|| server.wait_pid_file(T30));
-    let baseline = common::fd_count(old).unwrap();
-    let target = Target::plain(addr);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(
+        &server::example("demo"),
+        dir.path(),
+        &["--stop-timeout", "30"],
+    );
+    let target = Target::of(&server.wait_started());
+    let old = server.first_pid;
+    let fd_count = || std::fs::read_dir(format!("/proc/{old}/fd")).map_or(0, |d| d.count());
+    let baseline = fd_count();
 
     // Keep-alive connections, each served one request by the old generation.
     let mut keep_alive = Vec::new();
     for _ in 0..KEEP_ALIVE {
-        let mut conn = target.connect(Mode::KeepAlive).await.unwrap();
+        let mut conn = HttpConn::connect(&target, Mode::KeepAlive).await.unwrap();
         let reply = conn.get("/").await.unwrap();
-        assert_eq!(reply.pid, Some(old as u32));
+        assert_eq!(reply.pid(), Some(old));
         keep_alive.push(conn);
     }
     // Connections that never send anything.
     let mut silent = Vec::new();
     for _ in 0..SILENT {
-        silent.push(TcpStream::connect(addr).await.unwrap());
+        silent.push(TcpStream::connect(target.socket_addr()).await.unwrap());
     }
     // All of them accepted by the old generation (a descriptor each).
     let want = baseline + KEEP_ALIVE + SILENT;
-    let accepted = blocking(|| {
-        common::poll_until(T30, common::POLL, || {
-            (common::fd_count(old).unwrap_or(0) >= want).then_some(())
-        })
+    let accepted = process::poll_until(T30, Duration::from_millis(20), || {
+        (fd_count() >= want).then_some(())
     });
     assert!(
         accepted.is_some(),
-        "the old generation holds {:?} descriptors, expected {want}",
-        common::fd_count(old)
+        "the old generation holds {} descriptors, expected {want}",
+        fd_count()
     );
 
     let signalled = Instant::now();
-    server.signal(old, common::Signal::HUP);
+    server.signal(old, Signal::HUP);
 
     let mut waits = Vec::new();
     for conn in keep_alive {
@@ -96,15 +106,16 @@ async fn a_thousand_idle_connections_close_at_once_when_draining() {
             Err(e) => errors.push(e),
         }
     }
-    let exited = blocking(|| common::wait_gone(old, EXIT_BOUND)).then(|| signalled.elapsed());
+    let exited = process::wait_gone(old, EXIT_BOUND).then(|| signalled.elapsed());
     let (ka, quiet) = closed_after.split_at(KEEP_ALIVE.min(closed_after.len()));
+    let max = |d: &[Duration]| d.iter().max().copied();
     println!(
-        "idle connections: {} closed with end-of-file, {} errors; keep-alive closed after \
-         SIGHUP: {}; silent closed after SIGHUP: {}; old generation exited after {exited:?}",
+        "idle connections: {} closed with end-of-file, {} errors; the last keep-alive closed {:?}, \
+         the last silent one {:?} after SIGHUP; old generation exited after {exited:?}",
         closed_after.len(),
         errors.len(),
-        common::summarize(ka),
-        common::summarize(quiet)
+        max(ka),
+        max(quiet)
     );
     assert!(
         errors.is_empty(),
@@ -116,11 +127,16 @@ async fn a_thousand_idle_connections_close_at_once_when_draining() {
         exited.is_some(),
         "the old generation did not exit within {EXIT_BOUND:?}"
     );
+    server.terminate(server.wait_pid_file());
+}
 
-    let new = blocking(|| server.wait_pid_file(T30));
-    server.signal(new, common::Signal::TERM);
-    assert!(
-        blocking(|| common::wait_gone(new, T30)),
-        "graceful shutdown"
-    );
+/// Raises this process's soft limit on open files to the hard limit; the limit.
+fn raise_fd_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        setrlimit(Resource::Nofile, limit).expect("raise RLIMIT_NOFILE");
+    }
+    limit.current.unwrap_or(u64::MAX)
 }

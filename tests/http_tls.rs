@@ -5,27 +5,92 @@
 
 #![cfg(all(feature = "tokio", feature = "hyper", feature = "tls"))]
 
-mod common;
-mod http_common;
+#[allow(dead_code, reason = "this test uses part of the harness")]
+mod harness {
+    pub mod client;
+    pub mod http;
+    pub mod load;
+    pub mod process;
+    pub mod server;
+}
 
-use std::sync::atomic::Ordering;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{T10, T30, TempDir};
-use http_common::{Certs, Load, Mode, Target, blocking, restart, start_server, summarize_restarts};
+use harness::client::{Address, Protocol, Target};
+use harness::http::{HttpConn, Mode};
+use harness::load::{Load, Work};
+use harness::process::T10;
+use harness::server::{self, Server};
+use tokio_rustls::rustls;
 
 const RESTARTS: usize = 20;
 /// The certificate on disk is replaced after this many restarts.
 const SWAP_AFTER: usize = 10;
 const PER_GENERATION: u64 = 100;
 
+/// A self-signed certificate for `localhost`, written as PEM files.
+struct Certs {
+    cert: PathBuf,
+    key: PathBuf,
+    der: Vec<u8>,
+}
+
+impl Certs {
+    /// Makes one, written to `dir/NAME.cert.pem` and `dir/NAME.key.pem`.
+    fn generate(dir: &Path, name: &str) -> Certs {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("a certificate");
+        let (cert, key) = (
+            dir.join(format!("{name}.cert.pem")),
+            dir.join(format!("{name}.key.pem")),
+        );
+        std::fs::write(&cert, certified.cert.pem()).unwrap();
+        std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+        Certs {
+            cert,
+            key,
+            der: certified.cert.der().to_vec(),
+        }
+    }
+
+    /// Replaces the files at `cert` and `key` with these, each by a rename.
+    fn install(&self, cert: &Path, key: &Path) {
+        for (from, to) in [(&self.key, key), (&self.cert, cert)] {
+            let tmp = to.with_extension("installing");
+            std::fs::copy(from, &tmp).expect("copy a PEM file");
+            std::fs::rename(&tmp, to).expect("rename a PEM file into place");
+        }
+    }
+}
+
+/// TLS to `localhost` at `addr`, trusting exactly `trusted`.
+fn https(addr: std::net::SocketAddr, trusted: &[&[u8]]) -> Target {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in trusted {
+        roots.add(der.to_vec().into()).expect("a trust anchor");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Target {
+        address: Address::Tcp(addr),
+        protocol: Protocol::Http,
+        tls: Some(Arc::new(config)),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_tls_restarts_under_load_fail_no_request_and_rotate_the_certificate() {
-    http_common::raise_fd_limit();
-    let dir = TempDir::new("http-tls");
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let first = Certs::generate(dir.path(), "first");
     let second = Certs::generate(dir.path(), "second");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     first.install(&cert, &key);
     let args = [
         "--tls-cert",
@@ -35,10 +100,14 @@ async fn twenty_tls_restarts_under_load_fail_no_request_and_rotate_the_certifica
         "--stop-timeout",
         "10",
     ];
-    let (server, serving) = blocking(|| start_server(&http_common::demo_bin(), &dir, &args));
-    assert!(serving.url.starts_with("https://"), "{serving:?}");
-    let target = Target::tls(
-        http_common::socket_addr(&serving),
+    let server = Server::start(&server::example("demo"), dir.path(), &args);
+    let serving = server.wait_started();
+    let addr = serving
+        .url
+        .strip_prefix("https://")
+        .unwrap_or_else(|| panic!("{serving:?}"));
+    let target = https(
+        addr.parse().expect("an address"),
         &[&first.der, &second.der],
     );
 
@@ -47,32 +116,31 @@ async fn twenty_tls_restarts_under_load_fail_no_request_and_rotate_the_certifica
         (Mode::NewConnection, 2),
         (Mode::H2, 2),
     ];
-    let load = Load::start(&target, &modes, "/", Duration::from_secs(300));
+    let load = Load::start(&target, &modes, Work::Pid, Duration::from_secs(300));
     assert!(
-        load.stats
-            .wait_for(T10, |s| s.served.load(Ordering::SeqCst) >= 50)
-            .await,
+        load.stats.wait_for(T10, |s| s.served() >= 50).await,
         "no load before the restarts: {}",
         load.stats
     );
 
     let mut restarts = Vec::new();
-    let mut rotated_by = None;
     for i in 0..RESTARTS {
         if i == SWAP_AFTER {
             second.install(&cert, &key);
         }
-        let r = blocking(|| restart(&server, T30));
-        let new = r.new as u32;
+        let r = server.restart_and_wait_old();
         assert!(
             load.stats
-                .wait_for(T10, |s| s.served_by(new) >= PER_GENERATION)
+                .wait_for(T10, |s| s.served_by(r.new) >= PER_GENERATION)
                 .await,
-            "restart {i}: generation {new} does not serve: {}",
+            "restart {i}: generation {} does not serve: {}",
+            r.new,
             load.stats
         );
         // A fresh connection sees the certificate on disk at the last restart.
-        let conn = target.connect(Mode::NewConnection).await.unwrap();
+        let conn = HttpConn::connect(&target, Mode::NewConnection)
+            .await
+            .unwrap();
         let expected = if i < SWAP_AFTER {
             &first.der
         } else {
@@ -80,37 +148,22 @@ async fn twenty_tls_restarts_under_load_fail_no_request_and_rotate_the_certifica
         };
         assert!(
             conn.cert.as_ref() == Some(expected),
-            "restart {i}: generation {new} presents the wrong certificate"
+            "restart {i}: {} presents the wrong certificate",
+            r.new
         );
-        if i == SWAP_AFTER {
-            rotated_by = Some(new);
-        }
         restarts.push(r);
     }
-    let last = restarts.last().unwrap().new;
     let stats = load.stop().await;
-
     println!("https restart under load: {RESTARTS} restarts; {stats}");
     println!(
-        "https restart under load: {}",
-        summarize_restarts(&restarts)
-    );
-    println!(
-        "https restart under load: certificate rotated by generation {:?}; clients saw {} distinct certificates",
-        rotated_by,
+        "https restart under load: clients saw {} distinct certificates; {restarts:?}",
         stats.certs().len()
     );
-    assert_eq!(stats.failed.load(Ordering::SeqCst), 0, "{stats}");
-    assert_eq!(stats.non_200.load(Ordering::SeqCst), 0, "{stats}");
+    assert_eq!(stats.failed(), 0, "{stats}");
     assert_eq!(
         stats.certs(),
         vec![first.der.clone(), second.der.clone()],
-        "the load saw the first certificate, then the second"
+        "the first certificate, then the second"
     );
-
-    server.signal(last, common::Signal::TERM);
-    assert!(
-        blocking(|| common::wait_gone(last, T10)),
-        "graceful shutdown"
-    );
+    server.terminate(restarts.last().unwrap().new);
 }

@@ -2,7 +2,9 @@
 //! example binary in a private directory, with `--ready-timeout 1`; the copy
 //! is replaced (write + rename, like a deploy) with
 //! - a script that exits 1,
-//! - a script that hangs (`exec sleep 1000`), never ready.
+//! - a script that hangs (`exec sleep 1000`), never ready,
+//! - nothing (the file removed),
+//! - the binary without its execute bit.
 //!
 //! For each, SIGHUP under load must print `restart failed: REASON`, leave the
 //! pid file on the old pid, leave no child behind (the hung one killed and
@@ -10,87 +12,101 @@
 //! back and a restart succeeds. The load sees 0 failures throughout.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::Flavor;
-use crate::common::{self, T5, T10, T30, TempDir};
-use crate::http_common::{Load, Mode, Target, blocking, restart};
+use crate::harness::load::{Load, Work};
+use crate::harness::process::{self, Signal, T5, T10, T30};
+use crate::harness::server::Server;
 
 /// Requests the load must make on the old generation after each failed
 /// restart, and on the new one after the good restart.
 const PROGRESS: u64 = 50;
 
+/// A broken build installed at `bin`, the good one being `good`.
 struct Case {
     name: &'static str,
-    script: &'static [u8],
-    /// The successor hangs: the old generation gives up after the ready
-    /// timeout, not before.
+    install: fn(bin: &Path, good: &Path),
+    /// The successor hangs: given up on at the ready timeout, not before.
     hangs: bool,
 }
 
-const CASES: [Case; 2] = [
+const CASES: [Case; 4] = [
     Case {
-        name: "script exits 1",
-        script: b"#!/bin/sh\nexit 1\n",
+        name: "a script that exits 1",
+        install: |bin, _| install(bin, b"#!/bin/sh\nexit 1\n", 0o755),
         hangs: false,
     },
     Case {
-        name: "script hangs (exec sleep 1000), --ready-timeout 1",
-        script: b"#!/bin/sh\nexec sleep 1000\n",
+        name: "a script that hangs (exec sleep 1000), --ready-timeout 1",
+        install: |bin, _| install(bin, b"#!/bin/sh\nexec sleep 1000\n", 0o755),
         hangs: true,
     },
+    Case {
+        name: "the binary removed",
+        install: |bin, _| fs::remove_file(bin).expect("remove the binary"),
+        hangs: false,
+    },
+    Case {
+        name: "the binary without its execute bit",
+        install: |bin, good| install(bin, &fs::read(good).expect("read the binary"), 0o644),
+        hangs: false,
+    },
 ];
+
+/// Writes `contents` with `mode` to a file beside `dest` and renames it over
+/// `dest`, the way a deploy replaces a binary.
+fn install(dest: &Path, contents: &[u8], mode: u32) {
+    let tmp = dest.with_extension("installing");
+    fs::write(&tmp, contents).expect("write the new file");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).expect("chmod the new file");
+    fs::rename(&tmp, dest).expect("rename the new file into place");
+}
 
 pub fn run(flavor: Flavor) {
     super::run(flavor, "bad successor rolled back", body);
 }
 
 async fn body(flavor: Flavor) {
+    let name = flavor.name;
     let good = flavor.bin();
-    let dir = TempDir::new(&format!("cf-bad-{}", flavor.name));
-    let bin = dir.join(format!("{}-under-test", flavor.example));
-    common::replace_with_copy(&bin, &good, 0o755);
-    let (server, addr) = flavor.start_from(
-        &bin,
-        &dir,
-        &["--ready-timeout", "1", "--stop-timeout", "10"],
-    );
-    let old = blocking(|| server.wait_pid_file(T30));
-    let target = Target::plain(addr);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let bin = dir.path().join(format!("{}-under-test", flavor.example));
+    install(&bin, &fs::read(&good).expect("read the example"), 0o755);
+    let args = ["--ready-timeout", "1", "--stop-timeout", "10"];
+    let (server, target) = flavor.serving(Server::start(&bin, dir.path(), &args));
+    let old = server.first_pid;
     let load = Load::start(
         &target,
         &flavor.load_modes(1),
-        "/",
+        Work::Pid,
         Duration::from_secs(120),
     );
     assert!(
-        load.stats
-            .wait_for(T10, |s| s.served_by(old as u32) >= 100)
-            .await,
+        load.stats.wait_for(T10, |s| s.served_by(old) >= 100).await,
         "no load on the first generation: {}",
         load.stats
     );
 
     for case in &CASES {
-        common::replace_file(&bin, case.script, 0o755);
-        let failed_before = load.stats.failed.load(Ordering::SeqCst);
-        let served_before = load.stats.served_by(old as u32);
+        (case.install)(&bin, &good);
+        let served_before = load.stats.served_by(old);
         let mark = server.mark();
         let t0 = Instant::now();
-        server.signal(old, common::Signal::HUP);
+        server.signal(old, Signal::HUP);
 
         // While waiting for the verdict, note every child of the old generation.
-        let mut children_seen = BTreeSet::new();
-        let verdict = blocking(|| {
-            common::poll_until(T30, Duration::from_millis(10), || {
-                for c in common::children_of(old) {
-                    if children_seen.insert(c) {
-                        server.note_pid(c);
-                    }
+        let mut children = BTreeSet::new();
+        let verdict = process::poll_until(T30, Duration::from_millis(10), || {
+            for c in process::children_of(old) {
+                if children.insert(c) {
+                    server.note_pid(c);
                 }
-                server.wait_line(mark, Duration::ZERO, |l| l.starts_with("restart "))
-            })
+            }
+            server.wait_line(mark, Duration::ZERO, |l| l.starts_with("restart "))
         })
         .unwrap_or_else(|| {
             panic!(
@@ -109,41 +125,41 @@ async fn body(flavor: Flavor) {
         assert_eq!(
             server.pid_file_pid(),
             Some(old),
-            "{}: the pid file changed on a failed restart",
+            "{}: the pid file changed",
             case.name
         );
         assert!(
-            !common::is_gone(old),
+            !process::is_gone(old),
             "{}: the old generation {old} died",
             case.name
         );
         // No child remains: the failed successor was killed and reaped.
-        let no_children = blocking(|| {
-            common::poll_until(T5, Duration::from_millis(10), || {
-                common::children_of(old).is_empty().then_some(())
-            })
+        let no_children = process::poll_until(T5, Duration::from_millis(10), || {
+            process::children_of(old).is_empty().then_some(())
         });
         assert!(
             no_children.is_some(),
             "{}: the old generation {old} still has children 5 s after {verdict:?}: {:?}",
             case.name,
-            common::children_of(old)
+            process::children_of(old)
                 .into_iter()
-                .map(|c| (c, common::proc_stat(c).map(|s| s.state), common::cmdline(c)))
+                .map(|c| (
+                    c,
+                    fs::read_to_string(format!("/proc/{c}/cmdline")).unwrap_or_default()
+                ))
                 .collect::<Vec<_>>()
         );
-        for c in &children_seen {
+        for c in &children {
             assert!(
-                common::is_gone(*c),
-                "{}: failed successor {c} still running: {:?}",
-                case.name,
-                common::proc_stat(*c)
+                process::is_gone(*c),
+                "{}: failed successor {c} still running",
+                case.name
             );
         }
         if case.hangs {
             assert!(
-                !children_seen.is_empty(),
-                "{}: never saw the hanging successor as a child of {old}",
+                !children.is_empty(),
+                "{}: never saw the hanging successor",
                 case.name
             );
             assert!(
@@ -154,67 +170,48 @@ async fn body(flavor: Flavor) {
         }
 
         // The old generation serves on: a new connection, and the load.
-        let mut conn = target.connect(Mode::NewConnection).await.expect("connect");
-        let reply = conn.get("/").await.expect("GET / after a failed restart");
-        assert_eq!(reply.status, 200, "{reply:?}");
         assert_eq!(
-            reply.pid,
-            Some(old as u32),
-            "{}: a new connection was not served by the old generation",
+            target.ask_pid().await,
+            old,
+            "{}: a new connection",
             case.name
         );
         assert!(
             load.stats
-                .wait_for(T10, |s| s.served_by(old as u32) >= served_before + PROGRESS)
+                .wait_for(T10, |s| s.served_by(old) >= served_before + PROGRESS)
                 .await,
             "{}: the load stalled after the failed restart: {}",
             case.name,
             load.stats
         );
-        assert_eq!(
-            load.stats.failed.load(Ordering::SeqCst),
-            failed_before,
-            "{}: requests failed during the failed restart: {}",
-            case.name,
-            load.stats
-        );
+        assert_eq!(load.stats.failed(), 0, "{}: {}", case.name, load.stats);
         println!(
-            "[{}] bad successor, {}: {verdict:?} after {took:?}; children seen {children_seen:?}, \
-             all reaped; pid file still {old}; the old generation serves on",
-            flavor.name, case.name
+            "[{name}] bad successor, {}: {verdict:?} after {took:?}; children {children:?}, all \
+             reaped; the pid file still names {old}, which serves on",
+            case.name
         );
     }
 
     // The good binary back: the next restart works.
-    common::replace_with_copy(&bin, &good, 0o755);
+    install(&bin, &fs::read(&good).expect("read the example"), 0o755);
     let mark = server.mark();
-    let r = blocking(|| restart(&server, T30));
+    let r = server.restart_and_wait_old();
     assert_eq!(r.old, old);
-    let verdict = blocking(|| server.wait_line(mark, T10, |l| l.starts_with("restart ")))
-        .expect("a `restart ...` line after the good restart");
+    let verdict = server.wait_line(mark, T10, |l| l.starts_with("restart "));
     assert_eq!(
         verdict,
-        format!("restart complete: successor pid {}", r.new)
+        Some(format!("restart complete: successor pid {}", r.new))
     );
-    let mut conn = target.connect(Mode::NewConnection).await.expect("connect");
-    let reply = conn.get("/").await.expect("GET / after the good restart");
-    assert_eq!(reply.pid, Some(r.new as u32), "{reply:?}");
+    assert_eq!(target.ask_pid().await, r.new);
     assert!(
         load.stats
-            .wait_for(T10, |s| s.served_by(r.new as u32) >= PROGRESS)
+            .wait_for(T10, |s| s.served_by(r.new) >= PROGRESS)
             .await,
         "the new generation does not serve the load: {}",
         load.stats
     );
-
     let stats = load.stop().await;
-    println!(
-        "[{}] bad successor: good binary back: {old} -> {}, ready {:?} after SIGHUP, old generation \
-         exited {:?} after SIGHUP; load: {stats}",
-        flavor.name, r.new, r.ready, r.old_exit
-    );
-    assert_eq!(stats.failed.load(Ordering::SeqCst), 0, "{stats}");
-    assert_eq!(stats.non_200.load(Ordering::SeqCst), 0, "{stats}");
-
-    super::terminate(&server, r.new);
+    println!("[{name}] bad successor: good binary back: {r:?}; load: {stats}");
+    assert_eq!(stats.failed(), 0, "{stats}");
+    server.terminate(r.new);
 }

@@ -7,9 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use super::{BodyReader, Flavor};
-use crate::common::{self, Server, T5, T10, T30, TempDir};
-use crate::http_common::{Conn, Mode, Target, blocking};
+use http_body_util::BodyExt;
+
+use super::Flavor;
+use crate::harness::client::Target;
+use crate::harness::http::{HttpConn, Mode};
+use crate::harness::process::{Signal, T5, T10};
+use crate::harness::server::Server;
 
 /// "Promptly": far below the stop timeout of 30 s.
 const PROMPT: Duration = Duration::from_secs(5);
@@ -23,17 +27,22 @@ struct Stream {
     mode: Mode,
     reader: BodyReader,
     /// Keeps the client connection open.
-    _conn: Conn,
+    _conn: HttpConn,
 }
 
 /// Opens a `/stream` per connection mode; returns once each has streamed
 /// `streaming in pid PID` and a tick.
-async fn open_streams(flavor: Flavor, target: &Target, pid: u32) -> Vec<Stream> {
+async fn open_streams(flavor: Flavor, target: &Target, pid: i32) -> Vec<Stream> {
     let mut streams = Vec::new();
-    for mode in flavor.connection_modes() {
-        let mut conn = target.connect(mode).await.expect("connect");
+    let modes: &[Mode] = if flavor.h2 {
+        &[Mode::KeepAlive, Mode::H2]
+    } else {
+        &[Mode::KeepAlive]
+    };
+    for &mode in modes {
+        let mut conn = HttpConn::connect(target, mode).await.expect("connect");
         let response = conn
-            .get_streaming("/stream")
+            .send(hyper::Method::GET, "/stream", bytes::Bytes::new())
             .await
             .unwrap_or_else(|e| panic!("{mode:?}: GET /stream: {e}"));
         assert_eq!(response.status(), 200, "{mode:?}: {response:?}");
@@ -61,7 +70,7 @@ async fn open_streams(flavor: Flavor, target: &Target, pid: u32) -> Vec<Stream> 
 /// connections stay open: the draining server must close them.
 async fn expect_drained(
     streams: &mut [Stream],
-    pid: u32,
+    pid: i32,
     signalled: Instant,
 ) -> Vec<(Mode, Duration)> {
     let draining = format!("draining pid={pid}\n");
@@ -96,7 +105,7 @@ async fn expect_drained(
 
 fn wait_exit(server: &Server, pid: i32, signalled: Instant, what: &str) -> Duration {
     assert!(
-        blocking(|| common::wait_gone(pid, PROMPT)),
+        crate::harness::process::wait_gone(pid, PROMPT),
         "{what}: pid {pid} still running {:?} after the signal (stop timeout 30 s): \
          are the drained connections left open?\n{}",
         signalled.elapsed(),
@@ -106,31 +115,30 @@ fn wait_exit(server: &Server, pid: i32, signalled: Instant, what: &str) -> Durat
 }
 
 async fn body(flavor: Flavor) {
-    let dir = TempDir::new(&format!("cf-drain-{}", flavor.name));
-    let (server, addr) = flavor.start(&dir, &["--stop-timeout", "30"]);
-    let target = Target::plain(addr);
-    let old = blocking(|| server.wait_pid_file(T30)) as u32;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (server, target) = flavor.start(dir.path(), &["--stop-timeout", "30"]);
+    let old = server.first_pid;
 
     // SIGHUP: the old generation's streams are told to drain.
     let mut streams = open_streams(flavor, &target, old).await;
     let signalled = Instant::now();
-    let (from, new, ready) = blocking(|| server.restart(common::Signal::HUP, T30));
-    assert_eq!(from as u32, old);
-    super::new_connections_reach(flavor, &target, old, new as u32).await;
+    let r = server.restart(Signal::HUP);
+    super::new_connections_reach(flavor, &target, old, r.new).await;
     let ended = expect_drained(&mut streams, old, signalled).await;
-    let exited = wait_exit(&server, old as i32, signalled, "SIGHUP");
+    let exited = wait_exit(&server, old, signalled, "SIGHUP");
     drop(streams);
     println!(
-        "[{}] drain signal, SIGHUP: successor ready {ready:?}; streams ended cleanly after \
+        "[{}] drain signal, SIGHUP: successor ready {:?}; streams ended cleanly after \
          `draining pid={old}`: {ended:?} after SIGHUP; old generation exited {exited:?} after SIGHUP",
-        flavor.name
+        flavor.name, r.ready
     );
 
     // SIGTERM: the new generation's streams are told to drain too.
-    let mut streams = open_streams(flavor, &target, new as u32).await;
+    let new = r.new;
+    let mut streams = open_streams(flavor, &target, new).await;
     let signalled = Instant::now();
-    server.signal(new, common::Signal::TERM);
-    let ended = expect_drained(&mut streams, new as u32, signalled).await;
+    server.signal(new, Signal::TERM);
+    let ended = expect_drained(&mut streams, new, signalled).await;
     let exited = wait_exit(&server, new, signalled, "SIGTERM");
     drop(streams);
     println!(
@@ -138,4 +146,70 @@ async fn body(flavor: Flavor) {
          after SIGTERM; the process exited {exited:?} after SIGTERM",
         flavor.name
     );
+}
+
+/// A response body read as it arrives.
+struct BodyReader {
+    body: hyper::body::Incoming,
+    /// Everything received so far.
+    text: String,
+}
+
+/// Most frames one body may take (ten minutes of ticks).
+const MAX_FRAMES: usize = 10_000;
+
+impl BodyReader {
+    fn new(body: hyper::body::Incoming) -> BodyReader {
+        BodyReader {
+            body,
+            text: String::new(),
+        }
+    }
+
+    /// Reads one frame (bounded); `Ok(false)` at the end of the body.
+    async fn next(&mut self, deadline: tokio::time::Instant) -> Result<bool, String> {
+        match tokio::time::timeout_at(deadline, self.body.frame()).await {
+            Err(_) => Err(format!("timed out; received so far: {:?}", self.text)),
+            Ok(None) => Ok(false),
+            Ok(Some(Err(e))) => Err(format!(
+                "body error: {e} ({e:?}); received so far: {:?}",
+                self.text
+            )),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    self.text.push_str(&String::from_utf8_lossy(&data));
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// Reads until the text received holds `needle` (bounded).
+    async fn until(&mut self, needle: &str, timeout: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for _ in 0..MAX_FRAMES {
+            if self.text.contains(needle) {
+                return Ok(());
+            }
+            if !self.next(deadline).await? {
+                return Err(format!(
+                    "the body ended without {needle:?}: {:?}",
+                    self.text
+                ));
+            }
+        }
+        Err(format!("{MAX_FRAMES} frames without {needle:?}"))
+    }
+
+    /// Reads to the end of the body (bounded); `Err` if it ends with an error
+    /// (truncated, reset) or does not end in time.
+    async fn read_to_end(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for _ in 0..MAX_FRAMES {
+            if !self.next(deadline).await? {
+                return Ok(());
+            }
+        }
+        Err(format!("{MAX_FRAMES} frames and no end"))
+    }
 }

@@ -1,35 +1,42 @@
-//! The runtime conformance suite: one set of scenario bodies, run unchanged
-//! against the HTTP example of every runtime flavour (`tests/conformance.rs`
-//! lists the flavours, one [`conformance!`] line each).
+//! The conformance suite: one set of scenario bodies, run unchanged against
+//! the example of every flavour (`tests/conformance.rs` lists them, one
+//! [`conformance!`] line each).
 //!
-//! Every flavour's example has the same contract (`examples/common/cli.rs`,
-//! `examples/common/http_app.rs`): `--listen ADDR --pid-file PATH
-//! --ready-timeout SECS --stop-timeout SECS --kill-timeout SECS`; a `serving
-//! http://ADDR with pid PID` line per listener; `GET /`, `GET
-//! /sleep?duration=D`, `GET /stream`; a `restart complete: successor pid PID`
-//! or `restart failed: REASON` line after each restart attempt; SIGHUP
-//! restarts, SIGTERM stops gracefully.
+//! Every example has the same contract (`examples/common/cli.rs`): `--listen
+//! ADDR --pid-file PATH --ready-timeout SECS --stop-timeout SECS
+//! --kill-timeout SECS`; a `serving URL with pid PID` line per listener; a
+//! `restart complete: successor pid PID` or `restart failed: REASON` line
+//! after each restart attempt; SIGHUP and SIGUSR2 restart, SIGTERM and SIGINT
+//! stop gracefully. Each answers the [`Request`]s: which pid serves, and a
+//! slow request that prints `sleeping D in pid PID` when it starts. The HTTP
+//! examples (`examples/common/http_app.rs`) also have `GET /stream` and
+//! `POST /echo`.
 //!
 //! The scenarios, one file each:
 //! - [`restart_under_load`]: 20 restarts under continuous load, 0 failures;
 //! - [`long_lived`]: a slow request finishes on the old generation while the
-//!   new one serves, idle keep-alive connections close cleanly and promptly;
-//! - [`bad_successor`]: successors that exit or hang are rolled back;
-//! - [`shutdown_bounds`]: restart and shutdown bounded by stop + kill timeout;
-//! - [`drain_signal`]: long-lived responses see the drain signal and end;
-//! - [`idle_connections`]: 1,000 idle keep-alive connections close cleanly
-//!   and the old generation does not linger on them;
-//! - [`unread_body`]: request bodies a handler ignores never fail a request;
-//! - [`take_back`]: a successor that dies after ready hands the listeners back.
+//!   new one serves, idle connections close cleanly and promptly;
+//! - [`bad_successor`]: successors that exit, hang or cannot start are rolled
+//!   back;
+//! - [`shutdown_bounds`]: restart and shutdown bounded by stop + kill timeout,
+//!   and what the service manager is told;
+//! - [`idle_connections`]: 1,000 idle connections close cleanly;
+//! - [`take_back`]: a successor that dies after ready hands the listeners
+//!   back;
+//! - HTTP only: [`drain_signal`] (long-lived responses see the drain signal
+//!   and end) and [`unread_body`] (request bodies a handler ignores never
+//!   fail a request);
+//! - lines only: [`line_in_hand`] (a line half received when draining starts
+//!   is finished, not cut).
 //!
 //! The scenarios run one at a time (see [`run`]): restarts under load are
 //! sensitive to CPU starvation, and the timing bounds too. Loopback only,
-//! ports read back from the `serving` lines, every wait and loop bounded.
-#![allow(dead_code)] // a build without any flavour's features uses none of it
+//! addresses read back from the `serving` lines, every wait and loop bounded.
 
 pub mod bad_successor;
 pub mod drain_signal;
 pub mod idle_connections;
+pub mod line_in_hand;
 pub mod long_lived;
 pub mod restart_under_load;
 pub mod shutdown_bounds;
@@ -37,35 +44,21 @@ pub mod take_back;
 pub mod unread_body;
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use http_body_util::BodyExt;
+use crate::harness::client::{Protocol, RawConn, Request, Target};
+use crate::harness::http::Mode;
+use crate::harness::server::{self, Server};
 
-use crate::common::{self, T10, T30, TempDir};
-use crate::http_common::{self, Mode, blocking};
-
-/// One line of the suite: a runtime flavour and its HTTP example.
-///
-/// ```ignore
-/// conformance! { tokio, example = "demo", features = ["tokio", "hyper", "tls"], h2 = true, idle_grace_ms = 1000 }
-/// ```
-///
-/// expands to `mod tokio { #[test] fn restart_under_load() ... }`, one test
-/// per scenario, compiled only when the test build has every feature listed
-/// (those the example requires). `h2` says whether the example speaks HTTP/2
-/// with prior knowledge (h2c) on plain TCP; the load then has HTTP/2 clients
-/// too.
+/// One line of the suite, see `tests/conformance.rs`: expands to `mod
+/// FLAVOR { #[test] fn SCENARIO() ... }`, one test per scenario of the
+/// flavour's protocol, compiled only when the test build has every feature
+/// listed.
 macro_rules! conformance {
-    (
-        $flavor:ident,
-        example = $example:literal,
-        features = [$($feature:literal),+ $(,)?],
-        h2 = $h2:literal,
-        idle_grace_ms = $grace:literal $(,)?
-    ) => {
+    (@flavor $flavor:ident, [$($feature:literal),+], $example:literal, $protocol:ident, $h2:literal,
+        $grace:literal, [$($scenario:ident),+]) => {
         #[cfg(all($(feature = $feature),+))]
         mod $flavor {
             use crate::conformance_suite::{self as suite, Flavor};
@@ -73,97 +66,71 @@ macro_rules! conformance {
             const FLAVOR: Flavor = Flavor {
                 name: stringify!($flavor),
                 example: $example,
-                features: &[$($feature),+],
+                protocol: crate::harness::client::Protocol::$protocol,
                 h2: $h2,
                 idle_grace: std::time::Duration::from_millis($grace),
             };
 
-            #[test]
-            fn restart_under_load() {
-                suite::restart_under_load::run(FLAVOR);
-            }
-
-            #[test]
-            fn long_lived_connection_drained_cleanly() {
-                suite::long_lived::run(FLAVOR);
-            }
-
-            #[test]
-            fn bad_successor_rolled_back() {
-                suite::bad_successor::run(FLAVOR);
-            }
-
-            #[test]
-            fn shutdown_within_stop_and_kill_timeout() {
-                suite::shutdown_bounds::run(FLAVOR);
-            }
-
-            #[test]
-            fn drain_signal_delivered() {
-                suite::drain_signal::run(FLAVOR);
-            }
-
-            #[test]
-            fn idle_connections_closed_without_lingering() {
-                suite::idle_connections::run(FLAVOR);
-            }
-
-            #[test]
-            fn successor_dead_after_ready_is_taken_back() {
-                suite::take_back::run(FLAVOR);
-            }
-
-            #[test]
-            fn unread_request_bodies_cost_no_request() {
-                suite::unread_body::run(FLAVOR);
-            }
+            $(
+                #[test]
+                fn $scenario() {
+                    suite::$scenario::run(FLAVOR);
+                }
+            )+
         }
+    };
+    ($flavor:ident, example = $example:literal, features = [$($feature:literal),+ $(,)?],
+        http(h2 = $h2:literal), idle_grace_ms = $grace:literal $(,)?) => {
+        conformance!(@flavor $flavor, [$($feature),+], $example, Http, $h2, $grace, [
+            restart_under_load, long_lived, bad_successor, shutdown_bounds, idle_connections,
+            take_back, drain_signal, unread_body
+        ]);
+    };
+    ($flavor:ident, example = $example:literal, features = [$($feature:literal),+ $(,)?],
+        lines, idle_grace_ms = $grace:literal $(,)?) => {
+        conformance!(@flavor $flavor, [$($feature),+], $example, Lines, false, $grace, [
+            restart_under_load, long_lived, bad_successor, shutdown_bounds, idle_connections,
+            take_back, line_in_hand
+        ]);
     };
 }
 
-/// A runtime flavour: which example to run and what it speaks.
+/// A flavour: which example to run and what it speaks.
 #[derive(Debug, Clone, Copy)]
 pub struct Flavor {
-    /// The flavour's name (the module of its tests), e.g. `tokio`.
+    /// The module of its tests, e.g. `tokio`.
     pub name: &'static str,
     /// The example binary, e.g. `demo`.
     pub example: &'static str,
-    /// The crate features the example needs (the line's cfg).
-    pub features: &'static [&'static str],
+    pub protocol: Protocol,
     /// Whether the example speaks HTTP/2 with prior knowledge on plain TCP.
     pub h2: bool,
     /// How long after draining starts the example may keep an idle
-    /// keep-alive connection open for its next request: its idle grace.
+    /// connection that served a request open for its next one.
     pub idle_grace: Duration,
 }
 
 impl Flavor {
-    /// The example binary, built with the features of this test build (so
-    /// that it reuses the library the tests were built with).
+    /// The example binary, built with the features of this test build.
     pub fn bin(&self) -> PathBuf {
-        blocking(|| common::example_bin(self.example, &http_common::features()))
+        server::example(self.example)
     }
 
     /// Starts the example (`--listen 127.0.0.1:0 --pid-file DIR/server.pid`
-    /// added); returns the guard and its listener's address.
-    pub fn start(&self, dir: &TempDir, args: &[&str]) -> (common::Server, SocketAddr) {
-        let bin = self.bin();
-        self.start_from(&bin, dir, args)
+    /// added); returns once it serves, with its first listener.
+    pub fn start(&self, dir: &Path, args: &[&str]) -> (Server, Target) {
+        self.serving(Server::start(&self.bin(), dir, args))
     }
 
-    /// Starts the example from `bin` (e.g. a copy), see [`Flavor::start`].
-    pub fn start_from(
-        &self,
-        bin: &std::path::Path,
-        dir: &TempDir,
-        args: &[&str],
-    ) -> (common::Server, SocketAddr) {
-        let (server, serving) = blocking(|| http_common::start_server(bin, dir, args));
-        (server, http_common::socket_addr(&serving))
+    /// Waits until `server` serves; its first listener.
+    pub fn serving(&self, server: Server) -> (Server, Target) {
+        let target = Target::of(&server.wait_started());
+        assert_eq!(target.protocol, self.protocol, "[{}] {target:?}", self.name);
+        (server, target)
     }
 
-    /// `per_mode` client tasks of each mode the example speaks: HTTP/1.1
-    /// keep-alive, a new connection per request, and HTTP/2 if it does.
+    /// `per_mode` client tasks of each mode the example speaks: a connection
+    /// kept, a new connection per request, and HTTP/2 if it does.
     pub fn load_modes(&self, per_mode: usize) -> Vec<(Mode, usize)> {
         let mut modes = vec![(Mode::KeepAlive, per_mode), (Mode::NewConnection, per_mode)];
         if self.h2 {
@@ -171,37 +138,24 @@ impl Flavor {
         }
         modes
     }
-
-    /// The modes of single long-lived client connections.
-    pub fn connection_modes(&self) -> Vec<Mode> {
-        if self.h2 {
-            vec![Mode::KeepAlive, Mode::H2]
-        } else {
-            vec![Mode::KeepAlive]
-        }
-    }
 }
 
-/// Takes the suite's process-wide lock: one scenario at a time, whatever the
-/// flavour. A failed scenario poisons it; the next one runs anyway.
-pub fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Runs one scenario body for `flavor`: under the [`serial`] lock, on a
+/// Runs one scenario body for `flavor`: one scenario at a time, whatever the
+/// flavour (a failed one poisons the lock; the next runs anyway), on a
 /// two-thread tokio runtime for the clients (whatever runtime the server
-/// uses), and prints how long it took.
+/// uses), and prints how long it took. The body runs on this thread, the
+/// tasks it spawns on the runtime's: it may block on the server's guard.
 pub fn run<F: Future<Output = ()>>(flavor: Flavor, scenario: &str, body: impl FnOnce(Flavor) -> F) {
-    let _serial = serial();
-    http_common::raise_fd_limit();
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("tokio runtime");
+        .expect("a tokio runtime");
     // Build the example before the clock starts.
-    runtime.block_on(async { flavor.bin() });
+    flavor.bin();
     let started = Instant::now();
     runtime.block_on(body(flavor));
     println!(
@@ -211,142 +165,53 @@ pub fn run<F: Future<Output = ()>>(flavor: Flavor, scenario: &str, body: impl Fn
     );
 }
 
-/// Waits (bounded) for a stdout line at index >= `from` equal to `line`.
-pub fn wait_line(server: &common::Server, from: usize, line: &str) -> bool {
-    blocking(|| server.wait_line(from, T30, |l| l == line)).is_some()
+/// Raises this process's soft limit on open files to the hard limit.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        setrlimit(Resource::Nofile, limit).expect("raise RLIMIT_NOFILE");
+    }
 }
 
-/// After a restart, a new connection is answered by the new generation
+/// Whether `server` printed `line` (bounded: 30 s).
+pub fn printed(server: &Server, line: &str) -> bool {
+    server
+        .wait_line(0, crate::harness::process::T30, |l| l == line)
+        .is_some()
+}
+
+/// After a restart from `old` to `new`, a new connection is answered by
 /// `new`. actix pauses its accept thread asynchronously, so the old
-/// generation `old` may still take one connection after the pid file
-/// changed: that one must be answered, with `Connection: close`, and the
-/// next must reach `new` (at most 3 connections).
-pub async fn new_connections_reach(
-    flavor: Flavor,
-    target: &http_common::Target,
-    old: u32,
-    new: u32,
-) {
-    let mut answered_by_old = 0;
+/// generation may still take one connection after the pid file changed: that
+/// one must be answered, with `Connection: close` (which no line can say),
+/// and the next must reach `new` (at most 3 connections).
+pub async fn new_connections_reach(flavor: Flavor, target: &Target, old: i32, new: i32) {
     for attempt in 0..3 {
-        let mut quick = target.connect(Mode::KeepAlive).await.expect("connect");
-        let reply = quick.get("/").await.expect("GET / after the restart");
+        let mut conn = RawConn::connect(target).await;
+        let reply = conn
+            .ask(Request::Pid)
+            .await
+            .expect("a request after the restart");
         assert_eq!(reply.status, 200, "{reply:?}");
-        if reply.pid == Some(new) {
-            break;
+        if reply.pid() == Some(new) {
+            if attempt > 0 {
+                println!(
+                    "[{}] {attempt} new connection(s) answered by the old generation",
+                    flavor.name
+                );
+            }
+            return;
         }
-        assert_eq!(reply.pid, Some(old), "{reply:?}");
+        assert_eq!(reply.pid(), Some(old), "{reply:?}");
         assert_eq!(
-            reply.connection.as_deref(),
+            reply.header("connection"),
             Some("close"),
             "[{}] the old generation answered a new connection after the restart \
              without Connection: close: {reply:?}",
             flavor.name
         );
-        answered_by_old += 1;
-        assert!(
-            attempt < 2,
-            "[{}] the new generation never answered",
-            flavor.name
-        );
     }
-    if answered_by_old > 0 {
-        println!(
-            "[{}] {answered_by_old} new connection(s) answered by the old generation (with \
-             Connection: close) after the pid file changed",
-            flavor.name
-        );
-    }
-}
-
-/// SIGTERM to `pid` (a later generation) and waits until it is gone.
-pub fn terminate(server: &common::Server, pid: i32) {
-    server.signal(pid, common::Signal::TERM);
-    assert!(
-        blocking(|| common::wait_gone(pid, T10)),
-        "generation {pid} still running 10 s after SIGTERM\n{}",
-        server.diagnostics()
-    );
-}
-
-// ---------------------------------------------------------------------------
-// A raw HTTP/1.1 connection, to tell a clean close from a reset
-// ---------------------------------------------------------------------------
-
-pub use http_common::RawConn;
-
-// ---------------------------------------------------------------------------
-// A streamed response body, read piece by piece
-// ---------------------------------------------------------------------------
-
-/// A response body read as it arrives.
-pub struct BodyReader {
-    body: hyper::body::Incoming,
-    /// Everything received so far.
-    pub text: String,
-    /// Whether the body ended (cleanly).
-    pub ended: bool,
-}
-
-/// Most frames one body may take (ten minutes of ticks).
-const MAX_FRAMES: usize = 10_000;
-
-impl BodyReader {
-    pub fn new(body: hyper::body::Incoming) -> BodyReader {
-        BodyReader {
-            body,
-            text: String::new(),
-            ended: false,
-        }
-    }
-
-    /// Reads one frame (bounded); `Ok(false)` at the end of the body.
-    async fn next(&mut self, deadline: tokio::time::Instant) -> Result<bool, String> {
-        match tokio::time::timeout_at(deadline, self.body.frame()).await {
-            Err(_) => Err(format!("timed out; received so far: {:?}", self.text)),
-            Ok(None) => {
-                self.ended = true;
-                Ok(false)
-            }
-            Ok(Some(Err(e))) => Err(format!(
-                "body error: {e} ({e:?}); received so far: {:?}",
-                self.text
-            )),
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    self.text.push_str(&String::from_utf8_lossy(&data));
-                }
-                Ok(true)
-            }
-        }
-    }
-
-    /// Reads until the text received holds `needle` (bounded).
-    pub async fn until(&mut self, needle: &str, timeout: Duration) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        for _ in 0..MAX_FRAMES {
-            if self.text.contains(needle) {
-                return Ok(());
-            }
-            if !self.next(deadline).await? {
-                return Err(format!(
-                    "the body ended without {needle:?}: {:?}",
-                    self.text
-                ));
-            }
-        }
-        Err(format!("{MAX_FRAMES} frames without {needle:?}"))
-    }
-
-    /// Reads to the end of the body (bounded); `Err` if it ends with an error
-    /// (truncated, reset) or does not end in time.
-    pub async fn read_to_end(&mut self, timeout: Duration) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        for _ in 0..MAX_FRAMES {
-            if !self.next(deadline).await? {
-                return Ok(());
-            }
-        }
-        Err(format!("{MAX_FRAMES} frames and no end"))
-    }
+    panic!("[{}] the new generation never answered", flavor.name);
 }

@@ -1,20 +1,33 @@
 //! Restart and shutdown are bounded by the stop and kill timeouts
-//! (`--stop-timeout 2 --kill-timeout 2`):
-//! - (a) a request that never finishes (`/sleep?duration=1000s`) holds the
-//!   old generation after SIGHUP until the stop timeout, no longer than
-//!   stop + kill: it exits by itself, the hanging request is dropped, and
-//!   the load running meanwhile sees 0 failures;
+//! (`--stop-timeout 2 --kill-timeout 2`), and the service manager hears of
+//! both (a stand-in `NOTIFY_SOCKET`):
+//! - (a) a request that never finishes (`sleep 1000s`) holds the old
+//!   generation after SIGHUP until the stop timeout, no longer than stop +
+//!   kill: it exits by itself, the hanging request is dropped, and the load
+//!   running meanwhile sees 0 failures; the old generation tells the service
+//!   manager `MAINPID=<successor>` and `READY=1`;
 //! - (b) SIGTERM with a hanging request: the process waits for it until the
-//!   stop timeout and exits by itself within stop + kill;
+//!   stop timeout and exits by itself within stop + kill; it says
+//!   `STOPPING=1` first;
 //! - (c) SIGTERM with no clients (stop timeout 30 s): the process exits
-//!   promptly, well under the stop timeout.
+//!   promptly, well under the stop timeout;
+//! - (d) SIGINT with idle clients (stop timeout 30 s): each gets a clean
+//!   end-of-file, then the process exits promptly;
+//! - (e) line protocol only: work that ignores the hammer (echo's `hold D`)
+//!   is still in flight at stop + kill: `run()` returns `KillTimeout`, and
+//!   the example exits by itself with status 1, saying so, at stop + kill.
+//!
+//! A process exits by itself (with a code, whichever), never killed by a
+//! signal, and never panics.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Flavor;
-use crate::common::{self, Server, T10, T30, TempDir};
-use crate::http_common::{Conn, Load, Mode, Target, blocking};
+use crate::harness::client::{Protocol, RawConn, ReadError, Request, Target};
+use crate::harness::load::{Load, Work};
+use crate::harness::notify::NotifySocket;
+use crate::harness::process::{Signal, T5, T10};
+use crate::harness::server::Server;
 
 const STOP: Duration = Duration::from_secs(2);
 const KILL: Duration = Duration::from_secs(2);
@@ -35,39 +48,132 @@ async fn body(flavor: Flavor) {
     restart_with_a_hanging_request(flavor).await;
     sigterm_with_a_hanging_request(flavor).await;
     sigterm_without_clients(flavor).await;
+    sigint_with_idle_clients(flavor).await;
+    if flavor.protocol == Protocol::Lines {
+        kill_timeout_exits_with_a_failure(flavor).await;
+    }
 }
 
-/// Starts `/sleep?duration=1000s` on a new connection; returns the task
-/// (its outcome) once the server printed that it started sleeping.
-async fn hang(
-    server: &Server,
-    target: &Target,
-) -> (
-    u32,
-    tokio::task::JoinHandle<Result<crate::http_common::Reply, hyper::Error>>,
-) {
-    let mut conn: Conn = target.connect(Mode::KeepAlive).await.expect("connect");
-    let pid = conn.get("/").await.expect("GET /").pid.expect("pid");
+async fn kill_timeout_exits_with_a_failure(flavor: Flavor) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (server, target) = flavor.start(dir.path(), &TIMEOUTS);
+    let pid = server.first_pid;
+    let mut conn = RawConn::connect(&target).await;
+    conn.send_raw(b"hold 1000s\n").await.expect("send hold");
+    let reply = conn.reply().await.expect("the hold is acknowledged");
+    assert!(reply.text().starts_with("holding 1000s"), "{reply:?}");
+
+    let signalled = Instant::now();
+    server.signal(pid, Signal::TERM);
+    let status = server
+        .wait_child_exit(STOP + KILL + SLACK)
+        .unwrap_or_else(|| panic!("still running after stop + kill\n{}", server.diagnostics()));
+    let exited = signalled.elapsed();
+    assert!(
+        exited >= STOP + KILL - EARLY,
+        "exited {exited:?} after SIGTERM, before stop + kill, with work in flight"
+    );
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the kill timeout must end in a failure status\n{}",
+        server.diagnostics()
+    );
+    assert!(
+        server.stderr().contains("kill timeout"),
+        "the example does not say why it failed\n{}",
+        server.diagnostics()
+    );
+    println!(
+        "[{}] shutdown bounds (e): work ignoring the hammer: exited with {status} {exited:?} \
+         after SIGTERM (stop {STOP:?} + kill {KILL:?})",
+        flavor.name
+    );
+}
+
+/// Sends `sleep 1000s` on a new connection; returns it once the server
+/// printed that it started sleeping.
+async fn hang(server: &Server, target: &Target) -> RawConn {
+    let mut conn = RawConn::connect(target).await;
+    let pid = conn
+        .ask(Request::Pid)
+        .await
+        .expect("a request")
+        .pid()
+        .expect("a pid");
     let mark = server.mark();
-    let task = tokio::spawn(async move { conn.get("/sleep?duration=1000s").await });
+    conn.send(Request::Sleep("1000s"))
+        .await
+        .expect("send the hanging request");
     let sleeping = format!("sleeping 1000s in pid {pid}");
-    blocking(|| server.wait_line(mark, T10, |l| l == sleeping))
-        .unwrap_or_else(|| panic!("pid {pid} never started the hanging request"));
-    (pid, task)
+    server
+        .wait_line(mark, T10, |l| l == sleeping)
+        .unwrap_or_else(|| {
+            panic!(
+                "{pid} never started the hanging request\n{}",
+                server.diagnostics()
+            )
+        });
+    conn
+}
+
+/// Once the process holding it is gone, the hanging request was dropped (a
+/// clean close or a reset), not answered.
+async fn expect_dropped(mut conn: RawConn) -> String {
+    match conn.reply().await {
+        Err(ReadError::Closed) => "closed".into(),
+        Err(ReadError::Io(e)) => format!("{e}"),
+        other => panic!("the hanging request got {other:?}"),
+    }
+}
+
+/// Waits for the process the test started to exit by itself within stop +
+/// kill (+ slack), not before the stop timeout; when it exited.
+fn expect_bounded_exit(server: &Server, signalled: Instant, what: &str) -> Duration {
+    let status = server
+        .wait_child_exit(STOP + KILL + SLACK)
+        .unwrap_or_else(|| {
+            panic!(
+                "{what}: still running {:?} after the signal (stop {STOP:?} + kill {KILL:?})\n{}",
+                signalled.elapsed(),
+                server.diagnostics()
+            )
+        });
+    let exited = signalled.elapsed();
+    assert!(
+        exited >= STOP - EARLY,
+        "{what}: exited {exited:?} after the signal, before the stop timeout, with a request in flight"
+    );
+    expect_own_exit(server, status, what);
+    exited
+}
+
+fn expect_own_exit(server: &Server, status: std::process::ExitStatus, what: &str) {
+    assert!(
+        status.code().is_some(),
+        "{what}: killed by a signal instead of exiting: {status:?}"
+    );
+    assert!(
+        !server.stderr().contains("panicked"),
+        "{what}: a panic\n{}",
+        server.diagnostics()
+    );
 }
 
 async fn restart_with_a_hanging_request(flavor: Flavor) {
-    let dir = TempDir::new(&format!("cf-hang-{}", flavor.name));
-    let (server, addr) = flavor.start(&dir, &TIMEOUTS);
-    let target = Target::plain(addr);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let notify = NotifySocket::bind(dir.path());
+    let mut cmd = Server::command(&flavor.bin(), dir.path(), &TIMEOUTS);
+    notify.pass_to(&mut cmd);
+    let (server, target) = flavor.serving(Server::spawn(cmd, dir.path()));
+    let old = server.first_pid;
     let load = Load::start(
         &target,
         &flavor.load_modes(1),
-        "/",
+        Work::Pid,
         Duration::from_secs(120),
     );
-    let (old, hanging) = hang(&server, &target).await;
-    assert_eq!(old as i32, server.first_pid);
+    let hanging = hang(&server, &target).await;
     assert!(
         load.stats.wait_for(T10, |s| s.served_by(old) >= 50).await,
         "no load on the first generation: {}",
@@ -75,129 +181,117 @@ async fn restart_with_a_hanging_request(flavor: Flavor) {
     );
 
     let signalled = Instant::now();
-    let (_, new, ready) = blocking(|| server.restart(common::Signal::HUP, T30));
-    let bound = STOP + KILL + SLACK;
-    let status = blocking(|| server.wait_child_exit(bound)).unwrap_or_else(|| {
+    let r = server.restart(Signal::HUP);
+    let said = notify.wait_for(
+        0,
+        |d| d.sender == old && d.get("MAINPID") == Some(&r.new.to_string()),
+        T5,
+    );
+    let said = said.unwrap_or_else(|| {
         panic!(
-            "the old generation outlived stop + kill timeout ({:?} after SIGHUP)\n{}",
-            signalled.elapsed(),
-            server.diagnostics()
+            "{old} never told MAINPID={}: {:?}",
+            r.new,
+            notify.received()
         )
     });
-    let exited = signalled.elapsed();
-    assert!(
-        exited >= STOP - EARLY,
-        "the old generation left {exited:?} after SIGHUP, before the stop timeout, \
-         with a request in flight"
-    );
-    assert!(
-        status.code().is_some(),
-        "the old generation was killed by a signal: {status:?}"
-    );
-    // The hanging request was dropped, not answered.
-    let outcome = tokio::time::timeout(T10, hanging)
-        .await
-        .expect("the hanging request still pending after the old generation exited")
-        .expect("hanging request task");
-    assert!(outcome.is_err(), "the hanging request got {outcome:?}");
+    assert_eq!(said.get("READY"), Some("1"), "{said:?}");
+    let exited = expect_bounded_exit(&server, signalled, "the old generation after SIGHUP");
+    let dropped = expect_dropped(hanging).await;
 
     assert!(
-        load.stats
-            .wait_for(T10, |s| s.served_by(new as u32) >= 50)
-            .await,
+        load.stats.wait_for(T10, |s| s.served_by(r.new) >= 50).await,
         "the new generation does not serve: {}",
         load.stats
     );
     let stats = load.stop().await;
     println!(
-        "[{}] shutdown bounds (a): SIGHUP with a hanging request: successor ready {ready:?}, \
-         old generation exited ({status}) {exited:?} after SIGHUP (stop {STOP:?}, kill {KILL:?}); \
-         hanging request dropped: {}; load: {stats}",
-        flavor.name,
-        outcome.err().map(|e| e.to_string()).unwrap_or_default()
+        "[{}] shutdown bounds (a): SIGHUP with a hanging request: successor ready {:?}, {old} said \
+         {:?}, exited {exited:?} after SIGHUP (stop {STOP:?}, kill {KILL:?}); hanging request \
+         dropped ({dropped}); load: {stats}",
+        flavor.name, r.ready, said.text
     );
-    assert_eq!(stats.failed.load(Ordering::SeqCst), 0, "{stats}");
-    assert_eq!(stats.non_200.load(Ordering::SeqCst), 0, "{stats}");
-
-    super::terminate(&server, new);
+    assert_eq!(stats.failed(), 0, "{stats}");
+    server.terminate(r.new);
 }
 
 async fn sigterm_with_a_hanging_request(flavor: Flavor) {
-    let dir = TempDir::new(&format!("cf-term-{}", flavor.name));
-    let (server, addr) = flavor.start(&dir, &TIMEOUTS);
-    let target = Target::plain(addr);
-    let (pid, hanging) = hang(&server, &target).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let notify = NotifySocket::bind(dir.path());
+    let mut cmd = Server::command(&flavor.bin(), dir.path(), &TIMEOUTS);
+    notify.pass_to(&mut cmd);
+    let (server, target) = flavor.serving(Server::spawn(cmd, dir.path()));
+    let pid = server.first_pid;
+    let hanging = hang(&server, &target).await;
 
     let signalled = Instant::now();
-    server.signal(pid as i32, common::Signal::TERM);
-    let bound = STOP + KILL + SLACK;
-    let status = blocking(|| server.wait_child_exit(bound)).unwrap_or_else(|| {
-        panic!(
-            "still running {:?} after SIGTERM (stop {STOP:?} + kill {KILL:?})\n{}",
-            signalled.elapsed(),
-            server.diagnostics()
-        )
-    });
-    let exited = signalled.elapsed();
-    let outcome = tokio::time::timeout(T10, hanging)
-        .await
-        .expect("the hanging request still pending after the process exited")
-        .expect("hanging request task");
+    server.signal(pid, Signal::TERM);
+    let stopping = notify.wait_for(0, |d| d.sender == pid && d.get("STOPPING") == Some("1"), T5);
+    assert!(
+        stopping.is_some(),
+        "{pid} never said STOPPING=1: {:?}",
+        notify.received()
+    );
+    let exited = expect_bounded_exit(&server, signalled, "SIGTERM");
+    let dropped = expect_dropped(hanging).await;
     println!(
-        "[{}] shutdown bounds (b): SIGTERM with a hanging request: exited ({status}) {exited:?} \
-         after SIGTERM (stop {STOP:?}, kill {KILL:?}); hanging request dropped: {}",
-        flavor.name,
-        outcome
-            .as_ref()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default()
+        "[{}] shutdown bounds (b): SIGTERM with a hanging request: said STOPPING=1, exited \
+         {exited:?} after SIGTERM (stop {STOP:?}, kill {KILL:?}); hanging request dropped ({dropped})",
+        flavor.name
     );
-    assert!(
-        exited >= STOP - EARLY,
-        "exited {exited:?} after SIGTERM, before the stop timeout, with a request in flight"
-    );
-    assert!(
-        status.code().is_some(),
-        "killed by a signal instead of shutting down: {status:?}"
-    );
-    assert!(outcome.is_err(), "the hanging request got {outcome:?}");
 }
 
 async fn sigterm_without_clients(flavor: Flavor) {
-    let dir = TempDir::new(&format!("cf-quiet-{}", flavor.name));
-    let (server, addr) = flavor.start(&dir, &["--stop-timeout", "30", "--kill-timeout", "30"]);
-    // One request first, its connection closed: the server has served.
-    let pid = {
-        let mut conn = Target::plain(addr)
-            .connect(Mode::NewConnection)
-            .await
-            .expect("connect");
-        conn.get("/").await.expect("GET /").pid.expect("pid")
-    };
-    assert_eq!(pid as i32, server.first_pid);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (server, target) = flavor.start(
+        dir.path(),
+        &["--stop-timeout", "30", "--kill-timeout", "30"],
+    );
+    // One request first, on a connection closed since: the server has served.
+    assert_eq!(target.ask_pid().await, server.first_pid);
 
     let signalled = Instant::now();
-    server.signal(pid as i32, common::Signal::TERM);
-    let status = blocking(|| server.wait_child_exit(T10));
+    server.signal(server.first_pid, Signal::TERM);
+    let status = server.wait_child_exit(PROMPT);
     let exited = signalled.elapsed();
     println!(
         "[{}] shutdown bounds (c): SIGTERM without clients (stop timeout 30 s): exited {status:?} \
          {exited:?} after SIGTERM",
         flavor.name
     );
-    let status = status.unwrap_or_else(|| {
-        panic!(
-            "still running {exited:?} after SIGTERM with no clients\n{}",
-            server.diagnostics()
-        )
-    });
-    assert!(
-        exited < PROMPT,
-        "exited {exited:?} after SIGTERM with no clients: not promptly"
+    let status =
+        status.unwrap_or_else(|| panic!("still running {exited:?} after SIGTERM with no clients"));
+    expect_own_exit(&server, status, "SIGTERM without clients");
+}
+
+async fn sigint_with_idle_clients(flavor: Flavor) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (server, target) = flavor.start(
+        dir.path(),
+        &["--stop-timeout", "30", "--kill-timeout", "30"],
     );
-    assert!(
-        status.code().is_some(),
-        "killed by a signal instead of shutting down: {status:?}"
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let mut conn = RawConn::connect(&target).await;
+        conn.ask(Request::Pid).await.expect("a request");
+        idle.push(conn);
+    }
+
+    let signalled = Instant::now();
+    server.signal(server.first_pid, Signal::INT);
+    for (i, conn) in idle.iter_mut().enumerate() {
+        let closed = conn.wait_closed(PROMPT).await;
+        closed.unwrap_or_else(|e| panic!("idle connection {i} after SIGINT: {e}"));
+    }
+    let closed = signalled.elapsed();
+    drop(idle); // well-behaved clients close their side on end-of-file
+    let status = server.wait_child_exit(PROMPT);
+    let exited = signalled.elapsed();
+    println!(
+        "[{}] shutdown bounds (d): SIGINT, 3 idle clients (stop timeout 30 s): all closed cleanly \
+         {closed:?}, exited {status:?} {exited:?} after SIGINT",
+        flavor.name
     );
+    let status =
+        status.unwrap_or_else(|| panic!("still running {exited:?} after SIGINT with idle clients"));
+    expect_own_exit(&server, status, "SIGINT with idle clients");
 }

@@ -4,8 +4,9 @@
 //! killed with SIGKILL right after the restart completed. Connections made
 //! at once (they queue in the kernel while nobody accepts) and every request
 //! for the next 2 s are answered by the old pid, none refused; the slow
-//! request completes; the pid file names the old pid again; the example
-//! reports the loss; and a later restart works.
+//! request completes; the pid file names the old pid again, and the old
+//! generation tells the service manager `MAINPID=<old>` and `READY=1`; the
+//! example reports the loss; and a later restart works.
 //!
 //! (b) After the old generation has exited (nothing in flight, so it exits
 //! at once): there is nothing to take back, and new connections are refused.
@@ -18,8 +19,10 @@
 use std::time::{Duration, Instant};
 
 use super::Flavor;
-use crate::common::{self, T10, T30, TempDir};
-use crate::http_common::{Mode, Target, blocking};
+use crate::harness::client::{RawConn, Request, Target};
+use crate::harness::notify::NotifySocket;
+use crate::harness::process::{self, Signal, T5, T10};
+use crate::harness::server::Server;
 
 /// How long the slow request takes: the old generation drains it while the
 /// successor dies.
@@ -49,81 +52,76 @@ pub fn run(flavor: Flavor) {
 
 /// One request on a new connection, within 5 s; the pid that answered, or
 /// why none did.
-async fn ask(target: &Target) -> Result<u32, String> {
+async fn ask(target: &Target) -> Result<i32, String> {
     let request = async {
-        let mut conn = target.connect(Mode::NewConnection).await?;
-        let reply = conn.get("/").await.map_err(|e| format!("GET /: {e}"))?;
-        if reply.status != 200 {
-            return Err(format!("status {}: {reply:?}", reply.status));
+        let mut conn = RawConn::try_connect(target)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let reply = conn.ask(Request::Pid).await?;
+        match (reply.status, reply.pid()) {
+            (200, Some(pid)) => Ok(pid),
+            _ => Err(format!("{reply:?}")),
         }
-        reply.pid.ok_or_else(|| format!("no pid in {reply:?}"))
     };
-    tokio::time::timeout(Duration::from_secs(5), request)
+    tokio::time::timeout(T5, request)
         .await
         .unwrap_or_else(|_| Err("no answer within 5 s".into()))
 }
 
 async fn while_draining(flavor: Flavor) {
-    let dir = TempDir::new(&format!("cf-takeback-{}", flavor.name));
-    let (server, addr) = flavor.start(&dir, &["--stop-timeout", "30"]);
-    let target = Target::plain(addr);
-    let old = blocking(|| server.wait_pid_file(T30)) as u32;
+    let name = flavor.name;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let notify = NotifySocket::bind(dir.path());
+    let mut cmd = Server::command(&flavor.bin(), dir.path(), &["--stop-timeout", "30"]);
+    notify.pass_to(&mut cmd);
+    let (server, target) = flavor.serving(Server::spawn(cmd, dir.path()));
+    let old = server.first_pid;
 
-    let mut slow_conn = target.connect(Mode::KeepAlive).await.expect("connect");
+    let mut slow_conn = RawConn::connect(&target).await;
     let mark = server.mark();
-    let slow = tokio::spawn(async move {
-        slow_conn
-            .get(&format!("/sleep?duration={SLOW}"))
-            .await
-            .map_err(|e| e.to_string())
-    });
+    slow_conn
+        .send(Request::Sleep(SLOW))
+        .await
+        .expect("send the slow request");
+    let slow = tokio::spawn(async move { slow_conn.reply().await });
     let sleeping = format!("sleeping {SLOW} in pid {old}");
-    blocking(|| server.wait_line(mark, T10, |l| l == sleeping))
+    server
+        .wait_line(mark, T10, |l| l == sleeping)
         .expect("the old generation never started the slow request");
 
-    let (_, new, _) = blocking(|| server.restart(common::Signal::HUP, T30));
-    let new = new as u32;
+    let new = server.restart(Signal::HUP).new;
     super::new_connections_reach(flavor, &target, old, new).await;
 
     // The crash, right after ready, while the old generation drains.
-    let mark = server.mark();
+    let (mark, notified) = (server.mark(), notify.mark());
     let killed = Instant::now();
-    server.signal(new as i32, common::Signal::KILL);
+    server.signal(new, Signal::KILL);
     let burst: Vec<_> = (0..BURST)
         .map(|_| {
             let target = target.clone();
             tokio::spawn(async move { ask(&target).await })
         })
         .collect();
-    let mut answered = 0;
     for (i, task) in burst.into_iter().enumerate() {
-        match task.await.expect("burst task") {
-            Ok(pid) => {
-                assert_eq!(
-                    pid, old,
-                    "[{}] burst request {i} after the kill",
-                    flavor.name
-                );
-                answered += 1;
-            }
-            Err(e) => panic!(
-                "[{}] burst request {i} after the kill failed: {e}\n{}",
-                flavor.name,
+        let answer = task.await.expect("a burst task");
+        let pid = answer.unwrap_or_else(|e| {
+            panic!(
+                "[{name}] burst request {i} after the kill: {e}\n{}",
                 server.diagnostics()
-            ),
-        }
+            )
+        });
+        assert_eq!(pid, old, "[{name}] burst request {i} after the kill");
     }
     let mut sequential = 0;
     while killed.elapsed() < AFTER && sequential < 1000 {
-        match ask(&target).await {
-            Ok(pid) => assert_eq!(pid, old, "[{}] request after the kill", flavor.name),
-            Err(e) => panic!(
-                "[{}] a request {:?} after the kill failed: {e}\n{}",
-                flavor.name,
-                killed.elapsed(),
+        let answer = ask(&target).await.unwrap_or_else(|e| {
+            let after = killed.elapsed();
+            panic!(
+                "[{name}] a request {after:?} after the kill: {e}\n{}",
                 server.diagnostics()
-            ),
-        }
+            )
+        });
+        assert_eq!(answer, old, "[{name}] a request after the kill");
         sequential += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -131,67 +129,72 @@ async fn while_draining(flavor: Flavor) {
     let slow = tokio::time::timeout(T10, slow)
         .await
         .expect("the slow request did not finish")
-        .expect("slow task");
-    let slow = slow.unwrap_or_else(|e| panic!("[{}] the slow request failed: {e}", flavor.name));
-    assert_eq!(slow.status, 200, "{slow:?}");
-    assert_eq!(slow.pid, Some(old), "{slow:?}");
+        .expect("the slow request's task");
+    let slow = slow.unwrap_or_else(|e| panic!("[{name}] the slow request: {e}"));
+    assert_eq!((slow.status, slow.pid()), (200, Some(old)), "{slow:?}");
 
     let lost = format!("restart failed: successor pid {new} exited after it was ready");
-    blocking(|| server.wait_line(mark, T10, |l| l.starts_with(&lost))).unwrap_or_else(|| {
+    server
+        .wait_line(mark, T10, |l| l.starts_with(&lost))
+        .unwrap_or_else(|| {
+            panic!(
+                "[{name}] no report of the lost successor\n{}",
+                server.diagnostics()
+            )
+        });
+    let pid_file = server.pid_file_pid();
+    assert_eq!(
+        pid_file,
+        Some(old),
+        "[{name}] the pid file must name the old generation again"
+    );
+    let told = notify.wait_for(
+        notified,
+        |d| d.sender == old && d.get("MAINPID") == Some(&old.to_string()),
+        T10,
+    );
+    let told = told.unwrap_or_else(|| {
         panic!(
-            "[{}] no report of the lost successor\n{}",
-            flavor.name,
-            server.diagnostics()
+            "[{name}] {old} never told MAINPID={old} again: {:?}",
+            notify.received()
         )
     });
-    assert_eq!(
-        server.pid_file_pid(),
-        Some(old as i32),
-        "[{}] the pid file must name the old generation again",
-        flavor.name
-    );
+    assert_eq!(told.get("READY"), Some("1"), "{told:?}");
     assert!(
-        blocking(|| common::wait_gone(new as i32, T10)),
-        "the killed successor {new} is still there (not reaped?)"
+        process::wait_gone(new, T10),
+        "the killed successor {new} was not reaped"
     );
     println!(
-        "[{}] take-back: successor {new} killed after ready; {answered} connections made at \
-         once and {sequential} requests in the next {AFTER:?} answered by {old}; the slow request \
-         completed",
-        flavor.name
+        "[{name}] take-back: successor {new} killed after ready; {BURST} connections made at once \
+         and {sequential} requests in the next {AFTER:?} answered by {old}; the slow request \
+         completed; {old} told {:?}",
+        told.text
     );
 
     // A later restart works, and the old generation then exits.
-    let (from, newer, _) = blocking(|| server.restart(common::Signal::HUP, T30));
-    assert_eq!(from as u32, old);
-    super::new_connections_reach(flavor, &target, old, newer as u32).await;
-    assert!(
-        blocking(|| common::wait_gone(old as i32, T10)),
-        "the old generation did not exit after the second restart\n{}",
-        server.diagnostics()
-    );
-    super::terminate(&server, newer);
+    let r = server.restart(Signal::HUP);
+    assert_eq!(r.old, old);
+    super::new_connections_reach(flavor, &target, old, r.new).await;
+    server.expect_gone(old, T10);
+    server.terminate(r.new);
 }
 
 async fn after_exit(flavor: Flavor) {
-    let dir = TempDir::new(&format!("cf-takeback-late-{}", flavor.name));
-    let (server, addr) = flavor.start(&dir, &[]);
-    let target = Target::plain(addr);
-    let old = blocking(|| server.wait_pid_file(T30));
-    assert_eq!(ask(&target).await, Ok(old as u32));
-    let (_, new, _) = blocking(|| server.restart(common::Signal::HUP, T30));
-    assert!(
-        blocking(|| common::wait_gone(old, T10)),
-        "the old generation, with nothing in flight, did not exit"
-    );
-    server.signal(new, common::Signal::KILL);
-    assert!(blocking(|| common::wait_gone(new, T10)));
+    let name = flavor.name;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (server, target) = flavor.start(dir.path(), &[]);
+    let old = server.first_pid;
+    assert_eq!(ask(&target).await, Ok(old));
+    let new = server.restart(Signal::HUP).new;
+    server.expect_gone(old, T10);
+    server.signal(new, Signal::KILL);
+    assert!(process::wait_gone(new, T10), "{new} outlived SIGKILL");
     // Nobody holds the listening socket any more. (A killed process shows as
     // a zombie while its other threads still close its descriptors, so the
     // socket may accept for a moment longer.)
     let mut refused = false;
     for _ in 0..100 {
-        match tokio::net::TcpStream::connect(addr).await {
+        match RawConn::try_connect(&target).await {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 refused = true;
                 break;
@@ -201,13 +204,11 @@ async fn after_exit(flavor: Flavor) {
     }
     assert!(
         refused,
-        "[{}] 2 s after both generations are gone, connections are still not refused",
-        flavor.name
+        "[{name}] 2 s after both generations are gone, connections are still not refused"
     );
     println!(
-        "[{}] take-back after the old generation exited: nothing to take back; connections \
-         refused, as documented",
-        flavor.name
+        "[{name}] take-back after the old generation exited: nothing to take back; connections \
+         refused, as documented"
     );
 }
 
@@ -215,33 +216,33 @@ async fn after_exit(flavor: Flavor) {
 /// still drains: its exit is deliberate, and nothing is taken back. The old
 /// generation finishes its slow request and exits; connections are refused.
 async fn successor_stopped(flavor: Flavor) {
-    let dir = TempDir::new(&format!("cf-takeback-stop-{}", flavor.name));
-    let (server, addr) = flavor.start(&dir, &["--stop-timeout", "30"]);
-    let target = Target::plain(addr);
-    let old = blocking(|| server.wait_pid_file(T30));
-    let mut slow_conn = target.connect(Mode::KeepAlive).await.expect("connect");
+    let name = flavor.name;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (server, target) = flavor.start(dir.path(), &["--stop-timeout", "30"]);
+    let old = server.first_pid;
+    let mut slow_conn = RawConn::connect(&target).await;
     let mark = server.mark();
-    let slow = tokio::spawn(async move {
-        slow_conn
-            .get(&format!("/sleep?duration={SLOW}"))
-            .await
-            .map_err(|e| e.to_string())
-    });
+    slow_conn
+        .send(Request::Sleep(SLOW))
+        .await
+        .expect("send the slow request");
+    let slow = tokio::spawn(async move { slow_conn.reply().await });
     let sleeping = format!("sleeping {SLOW} in pid {old}");
-    blocking(|| server.wait_line(mark, T10, |l| l == sleeping))
+    server
+        .wait_line(mark, T10, |l| l == sleeping)
         .expect("the old generation never started the slow request");
-    let (_, new, _) = blocking(|| server.restart(common::Signal::HUP, T30));
-    super::terminate(&server, new);
+    let new = server.restart(Signal::HUP).new;
+    server.terminate(new);
     let slow = tokio::time::timeout(T10, slow)
         .await
         .expect("the slow request did not finish")
-        .expect("slow task")
-        .unwrap_or_else(|e| panic!("[{}] the slow request failed: {e}", flavor.name));
-    assert_eq!(slow.pid, Some(old as u32), "{slow:?}");
+        .expect("the slow request's task");
+    let slow = slow.unwrap_or_else(|e| panic!("[{name}] the slow request: {e}"));
+    assert_eq!((slow.status, slow.pid()), (200, Some(old)), "{slow:?}");
     assert!(
-        blocking(|| common::wait_gone(old, T10)),
-        "[{}] the old generation took the listeners back from a successor that was told to stop\n{}",
-        flavor.name,
+        process::wait_gone(old, T10),
+        "[{name}] the old generation took the listeners back from a successor that was told \
+         to stop\n{}",
         server.diagnostics()
     );
     assert!(
@@ -249,7 +250,6 @@ async fn successor_stopped(flavor: Flavor) {
             .lines()
             .iter()
             .any(|l| l.contains("exited after it was ready")),
-        "[{}] a deliberate stop was reported as a lost successor",
-        flavor.name
+        "[{name}] a deliberate stop was reported as a lost successor"
     );
 }

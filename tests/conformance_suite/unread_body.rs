@@ -13,11 +13,9 @@
 use std::time::Duration;
 
 use super::Flavor;
-use tokio::io::AsyncWriteExt;
-
-use crate::common::{T10, T30, TempDir};
-use crate::http_common::blocking;
-use crate::http_common::external::{self, PythonCounts};
+use crate::harness::client::RawConn;
+use crate::harness::external::{self, PythonCounts};
+use crate::harness::process::T10;
 
 /// Above what any adapter drains of an unread body (256 KiB).
 const ABOVE_BOUND: usize = 300 * 1024;
@@ -29,8 +27,9 @@ pub fn run(flavor: Flavor) {
 }
 
 async fn body(flavor: Flavor) {
-    let dir = TempDir::new(&format!("cf-unread-{}", flavor.name));
-    let (server, addr) = flavor.start(&dir, &[]);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (server, target) = flavor.start(dir.path(), &[]);
+    let addr = target.socket_addr();
     let sizes = format!("10,5120,{ABOVE_BOUND}");
     let cases: [(&str, &[&str]); 3] = [
         ("POST / (body ignored)", &["--path", "/", "--status", "200"]),
@@ -40,9 +39,8 @@ async fn body(flavor: Flavor) {
     for (what, args) in cases {
         let mut all = vec!["--sizes", &sizes, "--requests", "150", "--threads", "2"];
         all.extend_from_slice(args);
-        let counts = blocking(|| {
-            PythonCounts::parse(&external::python(addr, 60, &all).finish(Duration::from_secs(90)))
-        });
+        let counts =
+            PythonCounts::parse(&external::python(addr, 60, &all).finish(Duration::from_secs(90)));
         println!("[{}] {what}: {}", flavor.name, counts.line);
         assert_eq!(
             counts.sent, 300,
@@ -70,15 +68,11 @@ async fn body(flavor: Flavor) {
     // A body announced and never sent in full: the handler answers anyway;
     // the response says `Connection: close` and the connection then ends
     // cleanly (no reset, nothing more).
-    let mut conn = super::RawConn::connect(addr).await;
-    conn.stream
-        .write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\nonly this")
+    let mut conn = RawConn::connect(&target).await;
+    conn.send_raw(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\nonly this")
         .await
         .expect("send");
-    let reply = conn
-        .response()
-        .await
-        .expect("a response to a truncated body");
+    let reply = conn.reply().await.expect("a response to a truncated body");
     assert_eq!(reply.status, 200, "[{}] {reply:?}", flavor.name);
     assert_eq!(
         reply.header("connection"),
@@ -104,9 +98,8 @@ async fn body(flavor: Flavor) {
         "--threads",
         "2",
     ];
-    let counts = blocking(|| {
-        PythonCounts::parse(&external::python(addr, 60, &args).finish(Duration::from_secs(90)))
-    });
+    let counts =
+        PythonCounts::parse(&external::python(addr, 60, &args).finish(Duration::from_secs(90)));
     println!(
         "[{}] POST / {BIG} B (body ignored): {}",
         flavor.name, counts.line
@@ -119,6 +112,5 @@ async fn body(flavor: Flavor) {
         counts.line
     );
 
-    let pid = blocking(|| server.wait_pid_file(T30));
-    super::terminate(&server, pid);
+    server.terminate(server.first_pid);
 }

@@ -9,12 +9,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use super::process::Reaped;
 
 /// A client process, killed and reaped when dropped.
 pub struct ClientProcess {
-    child: Option<Child>,
+    child: Reaped,
     what: String,
 }
 
@@ -28,45 +30,31 @@ impl ClientProcess {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
         ClientProcess {
-            child: Some(child),
+            child: Reaped(child),
             what,
         }
     }
 
-    /// Waits for the client to finish (it stops by itself), bounded by
-    /// `timeout`; returns its standard output.
+    /// Waits (bounded) for the client to finish by itself; its standard
+    /// output, once it exited successfully.
     pub fn finish(mut self, timeout: Duration) -> String {
-        let child = self.child.as_mut().expect("not finished yet");
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            match child.try_wait().expect("wait for a client") {
-                Some(_) => break,
-                None if std::time::Instant::now() >= deadline => {
-                    panic!("{} still running after {timeout:?}", self.what)
-                }
-                None => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-        let child = self.child.take().expect("child");
-        let output = child.wait_with_output().expect("client output");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let status = self
+            .child
+            .wait_exit(timeout)
+            .unwrap_or_else(|| panic!("{} still running after {timeout:?}", self.what));
+        let read = |pipe: Option<&mut dyn std::io::Read>| {
+            let mut text = String::new();
+            pipe.map(|p| p.read_to_string(&mut text));
+            text
+        };
+        let stdout = read(self.child.0.stdout.as_mut().map(|p| p as _));
+        let stderr = read(self.child.0.stderr.as_mut().map(|p| p as _));
         assert!(
-            output.status.success(),
-            "{} failed: {}\nstdout: {stdout}\nstderr: {}",
-            self.what,
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
+            status.success(),
+            "{} failed: {status}\nstdout: {stdout}\nstderr: {stderr}",
+            self.what
         );
         stdout
-    }
-}
-
-impl Drop for ClientProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 
@@ -94,7 +82,6 @@ pub struct PythonCounts {
     pub sent: u64,
     pub ok: u64,
     pub failed: u64,
-    pub close_announced: u64,
     pub line: String,
 }
 
@@ -112,7 +99,6 @@ impl PythonCounts {
             sent: number(&line, "sent"),
             ok: number(&line, "ok"),
             failed: number(&line, "failed"),
-            close_announced: number(&line, "close_announced"),
             line,
         }
     }

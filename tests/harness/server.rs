@@ -1,0 +1,495 @@
+//! A started example server, all its generations: the binary (built once per
+//! test process), its standard output read line by line (with the pids named
+//! in it), its standard error in a file, its pid file, restarts. Dropping the
+//! guard SIGKILLs every process it saw and reaps the one it started.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::process::{self, Reaped, Signal, T10, T30};
+
+/// The binary of example `name`, built once per test process with the
+/// features of this test build (so that it reuses the library already
+/// built), next to the test executable: `<target>/<profile>/examples/`.
+pub fn example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    // Held while building: concurrent first calls build once.
+    let mut built = lock(BUILT.get_or_init(Default::default));
+    if let Some(bin) = built.get(name) {
+        return bin.clone();
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("the test executable has a directory");
+    let profile = if deps.ends_with("deps") {
+        deps.parent().expect("deps has a parent")
+    } else {
+        deps
+    };
+    let features = [
+        ("tokio", cfg!(feature = "tokio")),
+        ("hyper", cfg!(feature = "hyper")),
+        ("tls", cfg!(feature = "tls")),
+        ("smol", cfg!(feature = "smol")),
+        ("async-std", cfg!(feature = "async-std")),
+        ("actix", cfg!(feature = "actix")),
+    ]
+    .iter()
+    .filter(|(_, on)| *on)
+    .map(|(f, _)| *f)
+    .collect::<Vec<_>>()
+    .join(",");
+    let mut cargo =
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")));
+    cargo.args([
+        "build",
+        "--quiet",
+        "--example",
+        name,
+        "--features",
+        &features,
+    ]);
+    if profile.ends_with("release") {
+        cargo.arg("--release");
+    }
+    // `cargo test` gives this process the variables it gives every target it
+    // runs; build scripts that watch them (ring's) would see them change and
+    // rebuild, here and in the next `cargo test`.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let per_target = [
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+            "OUT_DIR",
+        ];
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || per_target.contains(&&*key)
+        {
+            cargo.env_remove(&*key);
+        }
+    }
+    // Build exactly where the binary is looked for.
+    cargo.env(
+        "CARGO_TARGET_DIR",
+        profile.parent().expect("a target directory"),
+    );
+    cargo
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null());
+    let out = cargo.output().expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "cargo build --example {name} --features {features:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin = profile.join("examples").join(name);
+    assert!(bin.is_file(), "no example binary at {}", bin.display());
+    built.insert(name.to_string(), bin.clone());
+    bin
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A `serving URL with pid PID` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Serving {
+    pub url: String,
+    pub pid: i32,
+}
+
+impl Serving {
+    pub fn parse(line: &str) -> Option<Serving> {
+        let (url, pid) = line.strip_prefix("serving ")?.rsplit_once(" with pid ")?;
+        Some(Serving {
+            url: url.to_string(),
+            pid: pid.trim().parse().ok()?,
+        })
+    }
+}
+
+/// Figures of one restart.
+#[derive(Debug, Clone, Copy)]
+pub struct Restart {
+    pub old: i32,
+    pub new: i32,
+    /// From the signal to the successor ready (the pid file names it).
+    pub ready: Duration,
+    /// From the signal to the old generation gone, when waited for.
+    pub old_exit: Option<Duration>,
+}
+
+#[derive(Default)]
+struct Lines {
+    lines: Vec<String>,
+    eof: bool,
+}
+
+/// What the stdout reader shares with the guard.
+#[derive(Default)]
+struct Output {
+    lines: Mutex<Lines>,
+    more: Condvar,
+    /// Every pid named in a line (`pid N`, `pid=N`): cleaned up on drop.
+    pids: Mutex<BTreeSet<i32>>,
+}
+
+/// A started server and all its generations (see the module docs).
+pub struct Server {
+    name: String,
+    child: Mutex<Reaped>,
+    status: Mutex<Option<ExitStatus>>,
+    /// The pid of the process the test started (the first generation).
+    pub first_pid: i32,
+    first_starttime: u64,
+    out: Arc<Output>,
+    pid_file: Option<PathBuf>,
+    stderr_path: PathBuf,
+}
+
+impl Server {
+    /// `program ARGS --pid-file DIR/server.pid`, with `--listen
+    /// 127.0.0.1:0` first unless `args` has a `--listen`.
+    pub fn command(program: &Path, dir: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(args).arg("--pid-file").arg(dir.join("server.pid"));
+        cmd
+    }
+
+    /// Starts [`Server::command`].
+    pub fn start(program: &Path, dir: &Path, args: &[&str]) -> Server {
+        Server::spawn(Server::command(program, dir, args), dir)
+    }
+
+    /// Starts `cmd` (its pid file is the path after its `--pid-file`, if
+    /// any); its standard error goes to a file in `dir`.
+    pub fn spawn(mut cmd: Command, dir: &Path) -> Server {
+        static STARTED: AtomicU64 = AtomicU64::new(0);
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let pid_file = cmd
+            .get_args()
+            .skip_while(|a| *a != "--pid-file")
+            .nth(1)
+            .map(PathBuf::from);
+        let stderr_path = dir.join(format!("stderr-{n}.log"));
+        let stderr = File::create(&stderr_path).expect("create the stderr log");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        let program = Path::new(cmd.get_program()).file_name().unwrap_or_default();
+        let name = format!("{}#{n}", program.to_string_lossy());
+        let mut child: Child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let first_pid = child.id() as i32;
+        let out = Arc::new(Output::default());
+        lock(&out.pids).insert(first_pid);
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (reader_out, tag) = (out.clone(), name.clone());
+        thread::Builder::new()
+            .name(format!("stdout-{name}"))
+            .spawn(move || read_lines(stdout, &reader_out, &tag))
+            .expect("spawn the stdout reader");
+        Server {
+            first_starttime: process::proc_stat(first_pid).map_or(0, |s| s.starttime),
+            name,
+            child: Mutex::new(Reaped(child)),
+            status: Mutex::new(None),
+            first_pid,
+            out,
+            pid_file,
+            stderr_path,
+        }
+    }
+
+    /// Remembers `pid` as one of this server's: dropping the guard kills it.
+    pub fn note_pid(&self, pid: i32) {
+        if pid > 1 {
+            lock(&self.out.pids).insert(pid);
+        }
+    }
+
+    /// The standard output so far, line by line.
+    pub fn lines(&self) -> Vec<String> {
+        lock(&self.out.lines).lines.clone()
+    }
+
+    /// The number of lines so far: where [`Server::wait_line`] starts
+    /// looking for what a step prints.
+    pub fn mark(&self) -> usize {
+        lock(&self.out.lines).lines.len()
+    }
+
+    /// Waits (bounded) for a line at index >= `from` matching `pred`. `None`
+    /// on timeout, or when the output ended without one.
+    pub fn wait_line(
+        &self,
+        from: usize,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut out = lock(&self.out.lines);
+        let mut next = from;
+        loop {
+            while next < out.lines.len() {
+                if pred(&out.lines[next]) {
+                    return Some(out.lines[next].clone());
+                }
+                next += 1;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if out.eof || left.is_zero() {
+                return None;
+            }
+            out = self
+                .out
+                .more
+                .wait_timeout(out, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// The first `serving` line of generation `pid` (bounded: 30 s).
+    pub fn wait_serving(&self, pid: i32) -> Serving {
+        let line = self.wait_line(0, T30, |l| Serving::parse(l).is_some_and(|s| s.pid == pid));
+        Serving::parse(&line.unwrap_or_else(|| {
+            panic!(
+                "{}: no serving line of {pid}\n{}",
+                self.name,
+                self.diagnostics()
+            )
+        }))
+        .expect("a serving line")
+    }
+
+    /// Waits for the first generation to serve: its first `serving` line,
+    /// and its pid in the pid file if it has one. Both must name it.
+    pub fn wait_started(&self) -> Serving {
+        let serving = self.wait_serving(self.first_pid);
+        if self.pid_file.is_some() {
+            assert_eq!(
+                self.wait_pid_file(),
+                self.first_pid,
+                "the pid file names another process"
+            );
+        }
+        serving
+    }
+
+    /// The pid in the pid file, complete (newline-terminated).
+    pub fn pid_file_pid(&self) -> Option<i32> {
+        let text = fs::read_to_string(self.pid_file.as_ref()?).ok()?;
+        let pid = text.strip_suffix('\n')?.parse().ok()?;
+        self.note_pid(pid);
+        Some(pid)
+    }
+
+    /// Waits (bounded: 30 s) for the pid file to name a process.
+    pub fn wait_pid_file(&self) -> i32 {
+        process::poll_until(T30, Duration::from_millis(20), || self.pid_file_pid()).unwrap_or_else(
+            || {
+                panic!(
+                    "{}: no pid file after 30 s\n{}",
+                    self.name,
+                    self.diagnostics()
+                )
+            },
+        )
+    }
+
+    /// Sends `signal` to `pid`, one of this server's processes.
+    pub fn signal(&self, pid: i32, signal: Signal) {
+        self.note_pid(pid);
+        process::kill(pid, signal).unwrap_or_else(|e| panic!("kill({pid}, {signal:?}): {e}"));
+    }
+
+    /// The exit status of the process the test started, if it exited (it is
+    /// reaped then).
+    pub fn try_wait_child(&self) -> Option<ExitStatus> {
+        let mut status = lock(&self.status);
+        if status.is_none() {
+            *status = lock(&self.child).0.try_wait().ok().flatten();
+        }
+        *status
+    }
+
+    /// Waits (bounded) for the process the test started to exit.
+    pub fn wait_child_exit(&self, timeout: Duration) -> Option<ExitStatus> {
+        process::poll_until(timeout, Duration::from_millis(5), || self.try_wait_child())
+    }
+
+    /// Waits (bounded) until generation `pid` is gone; panics otherwise.
+    pub fn expect_gone(&self, pid: i32, timeout: Duration) {
+        let gone = if pid == self.first_pid {
+            self.wait_child_exit(timeout).is_some()
+        } else {
+            process::wait_gone(pid, timeout)
+        };
+        assert!(
+            gone,
+            "{}: generation {pid} still running after {timeout:?}\n{}",
+            self.name,
+            self.diagnostics()
+        );
+    }
+
+    /// Sends `signal` (SIGHUP, SIGUSR2) to the generation in the pid file;
+    /// returns once the pid file names its successor (bounded: 30 s), which
+    /// must have printed its `serving` line. The old generation may still be
+    /// draining.
+    pub fn restart(&self, signal: Signal) -> Restart {
+        let old = self.wait_pid_file();
+        let signalled = Instant::now();
+        self.signal(old, signal);
+        // Polled fast: the time to this change is "ready after signal".
+        let new = process::poll_until(T30, Duration::from_millis(2), || {
+            self.pid_file_pid().filter(|p| *p != old)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: the pid file still names {old} 30 s after {signal:?}\n{}",
+                self.name,
+                self.diagnostics()
+            )
+        });
+        let ready = signalled.elapsed();
+        self.wait_serving(new);
+        Restart {
+            old,
+            new,
+            ready,
+            old_exit: None,
+        }
+    }
+
+    /// [`Server::restart`] with SIGHUP, then waits (bounded: 30 s) until the
+    /// old generation is gone.
+    pub fn restart_and_wait_old(&self) -> Restart {
+        let signalled = Instant::now();
+        let mut r = self.restart(Signal::HUP);
+        self.expect_gone(r.old, T30);
+        r.old_exit = Some(signalled.elapsed());
+        r
+    }
+
+    /// SIGTERM to generation `pid`, which must be gone within 10 s.
+    pub fn terminate(&self, pid: i32) {
+        self.signal(pid, Signal::TERM);
+        self.expect_gone(pid, T10);
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read(&self.stderr_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The last 40 lines of standard output and error, for failure messages.
+    pub fn diagnostics(&self) -> String {
+        let tail = |lines: Vec<&str>| lines[lines.len().saturating_sub(40)..].join("\n");
+        let out = self.lines();
+        let err = self.stderr();
+        format!(
+            "--- {0} stdout ---\n{1}\n--- {0} stderr ---\n{2}\n---",
+            self.name,
+            tail(out.iter().map(String::as_str).collect()),
+            tail(err.lines().collect())
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!(
+                "[harness] the test failed; the server's output:\n{}",
+                self.diagnostics()
+            );
+        }
+        // Every pid seen, the pid file's, and their descendants; only those
+        // started no earlier than the first generation (a pid may have been
+        // reused since).
+        let mut pids = lock(&self.out.pids).clone();
+        pids.extend(self.pid_file_pid());
+        let ours = |st: &process::ProcStat| st.starttime >= self.first_starttime;
+        let all = process::processes();
+        for _ in 0..all.len() {
+            let before = pids.len();
+            pids.extend(
+                all.iter()
+                    .filter(|(_, st)| pids.contains(&st.ppid) && ours(st))
+                    .map(|(pid, _)| *pid)
+                    .collect::<Vec<_>>(),
+            );
+            if pids.len() == before {
+                break;
+            }
+        }
+        let me = std::process::id() as i32;
+        for pid in pids.into_iter().filter(|p| *p > 1 && *p != me) {
+            if process::proc_stat(pid).is_some_and(|st| ours(&st) && st.state != 'Z') {
+                let _ = process::kill(pid, Signal::KILL);
+            }
+        }
+        // The started process itself is killed and reaped by `Reaped`.
+    }
+}
+
+/// Reads `stdout` into `out` line by line, echoing each to stderr (shown by
+/// the test harness when the test fails).
+fn read_lines(mut stdout: impl Read, out: &Output, tag: &str) {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stdout.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let raw: Vec<u8> = pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&raw[..end])
+                .trim_end_matches('\r')
+                .to_string();
+            eprintln!("[{tag} stdout] {line}");
+            lock(&out.pids).extend(pids_in(&line));
+            lock(&out.lines).lines.push(line);
+            out.more.notify_all();
+        }
+    }
+    let mut lines = lock(&out.lines);
+    if !pending.is_empty() {
+        lines
+            .lines
+            .push(String::from_utf8_lossy(&pending).into_owned());
+    }
+    lines.eof = true;
+    out.more.notify_all();
+}
+
+/// The numbers after every `pid ` or `pid=` in `line`.
+fn pids_in(line: &str) -> Vec<i32> {
+    line.match_indices("pid")
+        .filter_map(|(i, _)| {
+            let tail = &line[i + 3..];
+            let tail = tail.strip_prefix(' ').or_else(|| tail.strip_prefix('='))?;
+            let digits: String = tail.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok().filter(|p| *p > 1)
+        })
+        .collect()
+}
