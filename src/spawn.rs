@@ -180,8 +180,11 @@ pub(crate) fn spawn(
     listeners: &[(String, OwnedFd)],
     events: UnboundedSender<Event>,
 ) -> Result<Successor, Error> {
-    let Started { pid: raw_pid, pidfd, channel: ours } =
-        start(command, listeners, SocketType::STREAM, &[])?;
+    let Started {
+        pid: raw_pid,
+        pidfd,
+        channel: ours,
+    } = start(command, listeners, SocketType::STREAM, &[])?;
     let spawn_err = |e: io::Error| Error::Spawn {
         path: command.path.clone(),
         source: Arc::new(e),

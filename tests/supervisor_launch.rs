@@ -15,7 +15,8 @@ fn build_with_supervise_points_to_launch() {
 
 #[test]
 fn an_unusable_worker_binary_at_start_ends_the_supervisor_naming_it() {
-    let missing = std::env::temp_dir().join(format!("handoff-no-such-worker-{}", std::process::id()));
+    let missing =
+        std::env::temp_dir().join(format!("handoff-no-such-worker-{}", std::process::id()));
     let launched = Handoff::builder()
         .supervise(true)
         .restart_signals(&[])

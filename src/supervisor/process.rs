@@ -151,7 +151,11 @@ impl Supervisor {
             };
             let mut events: Vec<Event> = event.into_iter().collect();
             events.extend(self.reap());
-            if self.machine.deadline().is_some_and(|at| at <= Instant::now()) {
+            if self
+                .machine
+                .deadline()
+                .is_some_and(|at| at <= Instant::now())
+            {
                 events.push(Event::Tick);
             }
             for event in events {
@@ -196,12 +200,15 @@ impl Supervisor {
                 worker.pending.append(&mut part);
                 None
             }
-            ToSupervisor::Ready { version: Some(wire::VERSION) } => {
+            ToSupervisor::Ready {
+                version: Some(wire::VERSION),
+            } => {
                 self.config.listeners = std::mem::take(&mut worker.pending);
                 Some(Event::WorkerReady { pid })
             }
             ToSupervisor::Ready { version } => {
-                let theirs = version.map_or("none (handover protocol 1 only)".into(), |v| v.to_string());
+                let theirs =
+                    version.map_or("none (handover protocol 1 only)".into(), |v| v.to_string());
                 tracing::error!(
                     pid,
                     "worker speaks supervisor protocol {theirs}; this supervisor speaks version {}: \
@@ -235,7 +242,11 @@ impl Supervisor {
             }
             let (status, success) = describe(status);
             tracing::info!(pid, %status, "worker exited");
-            events.push(Event::WorkerExited { pid, status, success });
+            events.push(Event::WorkerExited {
+                pid,
+                status,
+                success,
+            });
         }
         events
     }
@@ -363,8 +374,15 @@ impl Supervisor {
 
     fn kill(&self, pid: u32) {
         if let Some(worker) = self.workers.get(&pid) {
-            let kill = rustix::process::pidfd_send_signal(&*worker.pidfd, rustix::process::Signal::KILL);
-            if let Err(e) = kill.or_else(|e| if e == rustix::io::Errno::SRCH { Ok(()) } else { Err(e) }) {
+            let kill =
+                rustix::process::pidfd_send_signal(&*worker.pidfd, rustix::process::Signal::KILL);
+            if let Err(e) = kill.or_else(|e| {
+                if e == rustix::io::Errno::SRCH {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }) {
                 tracing::error!(pid, "cannot kill the worker: {e}");
             }
         }

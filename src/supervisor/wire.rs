@@ -43,7 +43,9 @@ fn send(channel: BorrowedFd<'_>, text: &str, fds: &[BorrowedFd<'_>]) -> std::io:
     let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-        return Err(std::io::Error::other("too many descriptors for one message"));
+        return Err(std::io::Error::other(
+            "too many descriptors for one message",
+        ));
     }
     loop {
         match rustix::net::sendmsg(
@@ -152,7 +154,9 @@ pub(crate) fn recv_from_worker(channel: BorrowedFd<'_>) -> std::io::Result<Optio
 /// Supervisor side: tells a worker.
 pub(crate) fn send_to_worker(channel: BorrowedFd<'_>, message: &ToWorker) -> std::io::Result<()> {
     let text = match message {
-        ToWorker::Drain { successor: Some(pid) } => format!("D {pid}\n"),
+        ToWorker::Drain {
+            successor: Some(pid),
+        } => format!("D {pid}\n"),
         ToWorker::Drain { successor: None } => "D -\n".into(),
         ToWorker::Resume => "U\n".into(),
         ToWorker::Answer(Ok(pid)) => format!("A ok {pid}\n"),
@@ -238,7 +242,9 @@ mod tests {
             send_to_worker(supervisor.as_fd(), &message).unwrap();
             let back = recv_from_supervisor(worker.as_fd()).unwrap().unwrap();
             match &message {
-                ToWorker::Answer(Err(_)) => assert_eq!(back, ToWorker::Answer(Err("no way".into()))),
+                ToWorker::Answer(Err(_)) => {
+                    assert_eq!(back, ToWorker::Answer(Err("no way".into())))
+                }
                 _ => assert_eq!(back, message),
             }
         }
