@@ -57,3 +57,35 @@ fn supervise_in_a_generation_started_by_another_is_refused() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("probe: cannot supervise"), "{stdout}");
 }
+
+/// Run as a child of [`a_worker_of_another_supervisor_version_refuses_naming_both`].
+#[test]
+fn version_probe() {
+    if std::env::var_os("HANDOFF_VERSION_PROBE").is_none() {
+        return;
+    }
+    let err = Handoff::builder().supervise(true).launch().unwrap_err();
+    println!("probe: {err}");
+}
+
+#[test]
+fn a_worker_of_another_supervisor_version_refuses_naming_both() {
+    // This test binary again, as a worker started by a supervisor that
+    // speaks version 2 of the exchange.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "version_probe", "--nocapture"])
+        .env("HANDOFF_VERSION_PROBE", "1")
+        .env("HANDOFF_PROTOCOL", "1")
+        .env("LISTEN_FDS", "0")
+        .env("HANDOFF_CHANNEL_FD", "9")
+        .env("HANDOFF_SUPERVISOR", "2")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("probe: the supervisor exchange versions differ: the other side speaks \
+             version 2, this build of handoff speaks version 1"),
+        "{stdout}"
+    );
+}
