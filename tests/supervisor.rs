@@ -6,6 +6,7 @@
 
 #[allow(dead_code, reason = "this test uses part of the harness")]
 mod harness {
+    pub mod notify;
     pub mod process;
     pub mod server;
 }
@@ -45,7 +46,15 @@ fn pid_in(body: &str) -> Option<i32> {
 /// A supervised demo started with `wrap` before it (e.g. `unshare ...`):
 /// the child, and its stdout lines arriving on a channel.
 fn start(wrap: &[&str], args: &[&str]) -> (Reaped, mpsc::Receiver<String>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), wrap, args, |_| {})
+}
+
+fn start_in(
+    dir: tempfile::TempDir,
+    wrap: &[&str],
+    args: &[&str],
+    configure: impl FnOnce(&mut Command),
+) -> (Reaped, mpsc::Receiver<String>, tempfile::TempDir) {
     let bin = example("demo");
     let mut cmd = match wrap.split_first() {
         Some((first, rest)) => {
@@ -60,6 +69,7 @@ fn start(wrap: &[&str], args: &[&str]) -> (Reaped, mpsc::Receiver<String>, tempf
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap());
+    configure(&mut cmd);
     let mut child = Reaped(cmd.spawn().unwrap());
     let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -190,4 +200,66 @@ fn sigterm_lets_a_request_in_flight_finish_and_everything_exits() {
         "SIGTERM: the 1 s request completed; all gone {:?} after the signal",
         signalled.elapsed()
     );
+}
+
+#[test]
+fn only_the_supervisor_talks_to_the_service_manager_and_the_pid_file_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = harness::notify::NotifySocket::bind(dir.path());
+    let pid_file = dir.path().join("server.pid");
+    let args = ["--pid-file", pid_file.to_str().unwrap()];
+    let (mut supervisor, lines, dir) = start_in(dir, &[], &args, |cmd| notify.pass_to(cmd));
+    let sup = supervisor.0.id() as i32;
+    let addr = serving_addr(&lines);
+    let ready = |from| {
+        notify
+            .wait_for(from, |d| d.get("READY") == Some("1"), T10)
+            .unwrap_or_else(|| panic!("no READY=1: {:?}", notify.received()))
+    };
+    let first = ready(0);
+    assert_eq!(
+        first.get("MAINPID"),
+        Some(sup.to_string().as_str()),
+        "{first:?}"
+    );
+    let mark = notify.mark();
+    process::kill(sup, Signal::HUP).unwrap();
+    let reloading = notify
+        .wait_for(mark, |d| d.get("RELOADING") == Some("1"), T10)
+        .expect("RELOADING=1");
+    assert!(
+        reloading
+            .get("MONOTONIC_USEC")
+            .is_some_and(|v| v.parse::<u64>().is_ok()),
+        "{reloading:?}"
+    );
+    serving_addr(&lines);
+    let again = ready(mark);
+    assert_eq!(
+        again.get("MAINPID"),
+        Some(sup.to_string().as_str()),
+        "{again:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        sup.to_string(),
+        "the pid file names the supervisor"
+    );
+    let _ = get(addr, "/").unwrap();
+    let mark = notify.mark();
+    process::kill(sup, Signal::TERM).unwrap();
+    notify
+        .wait_for(mark, |d| d.get("STOPPING") == Some("1"), T10)
+        .expect("STOPPING=1");
+    assert!(supervisor.wait_exit(T30).is_some_and(|s| s.success()));
+    let strangers: Vec<_> = notify
+        .received()
+        .into_iter()
+        .filter(|d| d.sender != sup)
+        .collect();
+    assert!(
+        strangers.is_empty(),
+        "workers spoke to the service manager: {strangers:?}"
+    );
+    assert!(!pid_file.exists(), "the pid file outlived the service");
 }

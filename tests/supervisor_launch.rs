@@ -84,8 +84,10 @@ fn a_worker_of_another_supervisor_version_refuses_naming_both() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
-        stdout.contains("probe: the supervisor exchange versions differ: the other side speaks \
-             version 2, this build of handoff speaks version 1"),
+        stdout.contains(
+            "probe: the supervisor exchange versions differ: the other side speaks \
+             version 2, this build of handoff speaks version 1"
+        ),
         "{stdout}"
     );
 }
