@@ -263,3 +263,32 @@ fn only_the_supervisor_talks_to_the_service_manager_and_the_pid_file_names_it() 
     );
     assert!(!pid_file.exists(), "the pid file outlived the service");
 }
+
+#[test]
+fn a_restart_signal_to_a_worker_is_asked_of_the_supervisor() {
+    let (mut supervisor, lines, dir) = start(&[], &[]);
+    let addr = serving_addr(&lines);
+    let worker = pid_in(&get(addr, "/").unwrap().1).unwrap();
+    process::kill(worker, Signal::HUP).unwrap();
+    let next = serving_addr(&lines);
+    assert_eq!(next, addr);
+    let answer = lines
+        .recv_timeout(T10)
+        .expect("the worker hears the answer");
+    let new = answer
+        .strip_prefix("restart complete: successor pid ")
+        .and_then(|p| p.parse::<i32>().ok())
+        .unwrap_or_else(|| panic!("{answer}\n{}", stderr(&dir)));
+    assert!(
+        process::wait_gone(worker, T10),
+        "the old worker did not drain"
+    );
+    assert_eq!(pid_in(&get(addr, "/").unwrap().1), Some(new));
+    assert_eq!(
+        process::proc_stat(new).map(|s| s.ppid),
+        Some(supervisor.0.id() as i32),
+        "the new worker is the supervisor's child"
+    );
+    process::kill(supervisor.0.id() as i32, Signal::TERM).unwrap();
+    assert!(supervisor.wait_exit(T30).is_some_and(|s| s.success()));
+}
