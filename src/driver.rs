@@ -358,7 +358,13 @@ impl<'a, R: Runtime, D: Drainable> Loop<'a, R, D> {
                     tracing::info!("shutdown requested through a handle");
                     return Event::ShutdownRequested;
                 }
-                Some(Input::Event(event)) => return event,
+                Some(Input::Event(event)) => {
+                    if let Event::ParentExited = event {
+                        // Its channel is closed: nothing more to tell it.
+                        self.driver.host_mut().parent = None;
+                    }
+                    return event;
+                }
                 None => continue,
             }
         }
