@@ -190,9 +190,9 @@ impl Builder {
     }
 
     /// Starts this process in its role: without [`supervise`](Builder::supervise),
-    /// [`build`](Builder::build) ([`Launch::Worker`]). With it, in a worker,
+    /// [`build`](Builder::build) ([`Launch::Worker`](crate::Launch::Worker)). With it, in a worker,
     /// the same; in the process that was started, runs the supervisor until
-    /// the service stops ([`Launch::Supervised`]). Fails, as `build()` does,
+    /// the service stops ([`Launch::Supervised`](crate::Launch::Supervised)). Fails, as `build()` does,
     /// on bad inherited input; and with [`Error::Supervise`] when this
     /// process is a generation started by another (re-exec mode), which a
     /// supervisor cannot take over from.

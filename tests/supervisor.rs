@@ -208,7 +208,7 @@ fn only_the_supervisor_talks_to_the_service_manager_and_the_pid_file_names_it() 
     let notify = harness::notify::NotifySocket::bind(dir.path());
     let pid_file = dir.path().join("server.pid");
     let args = ["--pid-file", pid_file.to_str().unwrap()];
-    let (mut supervisor, lines, dir) = start_in(dir, &[], &args, |cmd| notify.pass_to(cmd));
+    let (mut supervisor, lines, _dir) = start_in(dir, &[], &args, |cmd| notify.pass_to(cmd));
     let sup = supervisor.0.id() as i32;
     let addr = serving_addr(&lines);
     let ready = |from| {

@@ -7,7 +7,7 @@
 //! started, `launch()` runs the supervisor until the service stops and
 //! returns [`Launch::Supervised`] with its exit status (the supervisor never
 //! runs application code); in each worker it returns [`Launch::Worker`] with
-//! the [`Handoff`] to serve with, as `build()` would.
+//! the [`Handoff`](crate::Handoff) to serve with, as `build()` would.
 //!
 //! ```no_run
 //! # #[cfg(feature = "tokio")]
@@ -60,6 +60,10 @@ pub(crate) use process::{Config, run};
 /// What [`Builder::launch`](crate::Builder::launch) made of this process.
 #[derive(Debug)]
 #[must_use]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made once per process, and a Handoff moved out of it at once"
+)]
 pub enum Launch {
     /// This process serves: a worker under a supervisor, or a generation of
     /// its own when supervision was not asked for.

@@ -209,12 +209,16 @@ impl Supervisor {
             ToSupervisor::Ready { version } => {
                 let theirs =
                     version.map_or("none (handover protocol 1 only)".into(), |v| v.to_string());
-                tracing::error!(
-                    pid,
-                    "worker speaks supervisor protocol {theirs}; this supervisor speaks version {}: \
-                     killing it",
+                let refused = format!(
+                    "worker pid {pid} speaks supervisor exchange version {theirs}; this \
+                     supervisor speaks version {}: killed",
                     wire::VERSION
                 );
+                tracing::error!("{refused}");
+                self.reports.push_back(refused);
+                if self.reports.len() > 2 {
+                    self.reports.pop_front();
+                }
                 self.kill(pid);
                 None
             }

@@ -71,6 +71,9 @@ impl Host for FakeHost {
     fn tell_parent_stopping(&mut self) {
         self.log.push(Action::TellParentStopping);
     }
+    fn ask_supervisor(&mut self) {
+        self.log.push(Action::AskSupervisor);
+    }
     fn restart_done(&mut self, result: Result<u32, Error>) {
         self.log.push(Action::RestartDone(result));
     }
