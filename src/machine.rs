@@ -918,4 +918,42 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn a_supervised_worker_asks_drains_and_resumes_when_told() {
+        let t0 = Instant::now();
+        let mut m = Machine::supervised(Timeouts::default(), 5);
+        assert_eq!(
+            names(&m.on(Event::Started, t0)),
+            ["Ready"],
+            "no pid file, no notify"
+        );
+        assert_eq!(names(&m.on(Event::RestartRequested, t0)), ["AskSupervisor"]);
+        assert_eq!(names(&m.on(Event::RestartRequested, t0)), ["Coalesced"]);
+        let acts = m.on(Event::RestartAnswered(Ok(9)), t0);
+        assert!(matches!(acts[..], [Action::RestartDone(Ok(9))]));
+        let acts = m.on(Event::DrainRequested { successor: Some(9) }, t0);
+        assert_eq!(names(&acts), ["BeginDrain"]);
+        assert!(!m.is_accepting());
+        assert_eq!(names(&m.on(Event::ResumeRequested, t0)), ["Resume"]);
+        assert!(m.is_accepting());
+        assert!(m.on(Event::DrainIdle, t0).is_empty(), "serving again");
+        m.on(
+            Event::DrainRequested {
+                successor: Some(10),
+            },
+            t0,
+        );
+        let acts = m.on(Event::DrainIdle, t0);
+        assert!(matches!(
+            acts[..],
+            [Action::Exit(ExitReason::HandedOver { successor: 10 })]
+        ));
+        // The supervisor gone: drain and exit.
+        let mut m = Machine::supervised(Timeouts::default(), 5);
+        m.on(Event::Started, t0);
+        assert_eq!(names(&m.on(Event::ParentExited, t0)), ["BeginDrain"]);
+        let acts = m.on(Event::DrainIdle, t0);
+        assert!(matches!(acts[..], [Action::Exit(ExitReason::Shutdown)]));
+    }
 }
