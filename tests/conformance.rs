@@ -49,3 +49,8 @@ conformance! { smol, example = "smol", features = ["smol", "hyper"], http(h2 = t
 conformance! { async_std, example = "async_std", features = ["async-std", "hyper"], http(h2 = true), idle_grace_ms = 1000 }
 conformance! { actix, example = "actix", features = ["actix"], http(h2 = false), idle_grace_ms = 1000 }
 conformance! { echo, example = "echo", features = ["tokio"], lines, idle_grace_ms = 0 }
+conformance! { tokio_supervised, example = "demo", features = ["tokio", "hyper", "tls"], http(h2 = true), idle_grace_ms = 1000, supervise = true }
+conformance! { smol_supervised, example = "smol", features = ["smol", "hyper"], http(h2 = true), idle_grace_ms = 1000, supervise = true }
+conformance! { async_std_supervised, example = "async_std", features = ["async-std", "hyper"], http(h2 = true), idle_grace_ms = 1000, supervise = true }
+conformance! { actix_supervised, example = "actix", features = ["actix"], http(h2 = false), idle_grace_ms = 1000, supervise = true }
+conformance! { echo_supervised, example = "echo", features = ["tokio"], lines, idle_grace_ms = 0, supervise = true }
