@@ -8,8 +8,11 @@
 //! and HTTP/2 with prior knowledge on plain TCP or not; `lines` that it
 //! speaks the echo example's line protocol. `idle_grace_ms`: how long after
 //! draining starts it may keep an idle connection that served a request open
-//! for its next one. Adding a flavour: its adapter, an example with the
-//! contract of `tests/conformance_suite/mod.rs`, and one line here.
+//! for its next one. `supervise = true`: the example runs with
+//! `--supervise`, a supervisor whose workers are the generations; the
+//! scenarios are the same, with what supervisor mode promises where it
+//! differs (see each scenario). Adding a flavour: its adapter, an example
+//! with the contract of `tests/conformance_suite/mod.rs`, and one line here.
 //!
 //! ```sh
 //! cargo test --features tokio,hyper,tls --test conformance -- --nocapture

@@ -29,6 +29,12 @@
 //! - lines only: [`line_in_hand`] (a line half received when draining starts
 //!   is finished, not cut).
 //!
+//! A flavour with `supervise` runs the example with `--supervise`: the
+//! process started is a supervisor and the generations are its workers
+//! (the harness's `Server` knows which is which: `main_pid`, `restart`,
+//! `terminate`); each scenario says what it checks instead where supervisor
+//! mode promises something else.
+//!
 //! The scenarios run one at a time (see [`run`]): restarts under load are
 //! sensitive to CPU starvation, and the timing bounds too. Loopback only,
 //! addresses read back from the `serving` lines, every wait and loop bounded.

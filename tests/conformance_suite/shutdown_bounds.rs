@@ -249,7 +249,11 @@ async fn sigterm_with_a_hanging_request(flavor: Flavor) {
 
     let signalled = Instant::now();
     server.signal_service(pid, Signal::TERM);
-    let stopping = notify.wait_for(0, |d| d.sender == main && d.get("STOPPING") == Some("1"), T5);
+    let stopping = notify.wait_for(
+        0,
+        |d| d.sender == main && d.get("STOPPING") == Some("1"),
+        T5,
+    );
     assert!(
         stopping.is_some(),
         "{main} never said STOPPING=1: {:?}",

@@ -258,10 +258,7 @@ async fn replaced(flavor: Flavor, server: &Server, target: &Target, killed: i32)
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let replacement = server.wait_replaced(killed);
-    assert!(
-        process::wait_gone(killed, T10),
-        "{killed} outlived SIGKILL"
-    );
+    assert!(process::wait_gone(killed, T10), "{killed} outlived SIGKILL");
     let others: Vec<_> = answers.iter().filter(|p| **p != replacement).collect();
     assert!(
         others.is_empty(),

@@ -453,7 +453,10 @@ impl Server {
         match (number("exit status "), number("killed by signal ")) {
             (Some(code), _) => Some(ExitStatus::from_raw((code & 0xff) << 8)),
             (None, Some(signal)) => Some(ExitStatus::from_raw(signal & 0x7f)),
-            _ => panic!("{}: an exit status the harness cannot read: {line:?}", self.name),
+            _ => panic!(
+                "{}: an exit status the harness cannot read: {line:?}",
+                self.name
+            ),
         }
     }
 
@@ -696,8 +699,7 @@ impl Server {
         if let Ok(mut file) = File::open(&self.stderr_path) {
             use std::io::{Seek, SeekFrom};
             let mut more = Vec::new();
-            if file.seek(SeekFrom::Start(err.read)).is_ok() && file.read_to_end(&mut more).is_ok()
-            {
+            if file.seek(SeekFrom::Start(err.read)).is_ok() && file.read_to_end(&mut more).is_ok() {
                 err.read += more.len() as u64;
                 err.pending.extend_from_slice(&more);
                 while let Some(end) = err.pending.iter().position(|b| *b == b'\n') {
@@ -842,7 +844,8 @@ fn verdict(supervised: bool, line: &str) -> Option<String> {
         let pid: String = pid.chars().take_while(char::is_ascii_digit).collect();
         return Some(format!("restart complete: successor pid {pid}"));
     }
-    line.find("restart failed: ").map(|at| line[at..].to_string())
+    line.find("restart failed: ")
+        .map(|at| line[at..].to_string())
 }
 
 /// The numbers after every `pid ` or `pid=` in `line`.
