@@ -8,8 +8,11 @@
 //! and HTTP/2 with prior knowledge on plain TCP or not; `lines` that it
 //! speaks the echo example's line protocol. `idle_grace_ms`: how long after
 //! draining starts it may keep an idle connection that served a request open
-//! for its next one. Adding a flavour: its adapter, an example with the
-//! contract of `tests/conformance_suite/mod.rs`, and one line here.
+//! for its next one. `supervise = true`: the example runs with
+//! `--supervise`, a supervisor whose workers are the generations; the
+//! scenarios are the same, with what supervisor mode promises where it
+//! differs (see each scenario). Adding a flavour: its adapter, an example
+//! with the contract of `tests/conformance_suite/mod.rs`, and one line here.
 //!
 //! ```sh
 //! cargo test --features tokio,hyper,tls --test conformance -- --nocapture
@@ -49,3 +52,8 @@ conformance! { smol, example = "smol", features = ["smol", "hyper"], http(h2 = t
 conformance! { async_std, example = "async_std", features = ["async-std", "hyper"], http(h2 = true), idle_grace_ms = 1000 }
 conformance! { actix, example = "actix", features = ["actix"], http(h2 = false), idle_grace_ms = 1000 }
 conformance! { echo, example = "echo", features = ["tokio"], lines, idle_grace_ms = 0 }
+conformance! { tokio_supervised, example = "demo", features = ["tokio", "hyper", "tls"], http(h2 = true), idle_grace_ms = 1000, supervise = true }
+conformance! { smol_supervised, example = "smol", features = ["smol", "hyper"], http(h2 = true), idle_grace_ms = 1000, supervise = true }
+conformance! { async_std_supervised, example = "async_std", features = ["async-std", "hyper"], http(h2 = true), idle_grace_ms = 1000, supervise = true }
+conformance! { actix_supervised, example = "actix", features = ["actix"], http(h2 = false), idle_grace_ms = 1000, supervise = true }
+conformance! { echo_supervised, example = "echo", features = ["tokio"], lines, idle_grace_ms = 0, supervise = true }

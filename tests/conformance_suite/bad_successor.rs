@@ -10,6 +10,11 @@
 //! pid file on the old pid, leave no child behind (the hung one killed and
 //! reaped), and the old generation serves on. Then the good binary is put
 //! back and a restart succeeds. The load sees 0 failures throughout.
+//!
+//! Supervised: SIGHUP goes to the supervisor, which starts the worker from
+//! the same path and reports `restart failed: REASON`; the pid file names
+//! the supervisor throughout; no child of the supervisor but the old worker
+//! remains; the old worker serves on.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -77,7 +82,7 @@ async fn body(flavor: Flavor) {
     let bin = dir.path().join(format!("{}-under-test", flavor.example));
     install(&bin, &fs::read(&good).expect("read the example"), 0o755);
     let args = ["--ready-timeout", "1", "--stop-timeout", "10"];
-    let (server, target) = flavor.serving(Server::start(&bin, dir.path(), &args));
+    let (server, target) = flavor.serving(Server::start(&bin, dir.path(), &flavor.args(&args)));
     let old = server.first_pid;
     let load = Load::start(
         &target,
@@ -91,22 +96,31 @@ async fn body(flavor: Flavor) {
         load.stats
     );
 
+    // The process that starts successors (the old generation, or the
+    // supervisor), and its children that are successors (not the old worker).
+    let parent = server.main_pid(old);
+    let successors = || {
+        process::children_of(parent)
+            .into_iter()
+            .filter(|c| *c != old)
+            .collect::<Vec<_>>()
+    };
     for case in &CASES {
         (case.install)(&bin, &good);
         let served_before = load.stats.served_by(old);
-        let mark = server.mark();
+        let mark = server.verdict_mark();
         let t0 = Instant::now();
-        server.signal(old, Signal::HUP);
+        server.signal_service(old, Signal::HUP);
 
-        // While waiting for the verdict, note every child of the old generation.
+        // While waiting for the verdict, note every successor started.
         let mut children = BTreeSet::new();
         let verdict = process::poll_until(T30, Duration::from_millis(10), || {
-            for c in process::children_of(old) {
+            for c in successors() {
                 if children.insert(c) {
                     server.note_pid(c);
                 }
             }
-            server.wait_line(mark, Duration::ZERO, |l| l.starts_with("restart "))
+            server.wait_verdict(mark, Duration::ZERO, |_| true)
         })
         .unwrap_or_else(|| {
             panic!(
@@ -124,7 +138,7 @@ async fn body(flavor: Flavor) {
         );
         assert_eq!(
             server.pid_file_pid(),
-            Some(old),
+            Some(server.main_pid(old)),
             "{}: the pid file changed",
             case.name
         );
@@ -135,13 +149,13 @@ async fn body(flavor: Flavor) {
         );
         // No child remains: the failed successor was killed and reaped.
         let no_children = process::poll_until(T5, Duration::from_millis(10), || {
-            process::children_of(old).is_empty().then_some(())
+            successors().is_empty().then_some(())
         });
         assert!(
             no_children.is_some(),
-            "{}: the old generation {old} still has children 5 s after {verdict:?}: {:?}",
+            "{}: {parent} still has children besides {old} 5 s after {verdict:?}: {:?}",
             case.name,
-            process::children_of(old)
+            successors()
                 .into_iter()
                 .map(|c| (
                     c,
@@ -187,17 +201,17 @@ async fn body(flavor: Flavor) {
         assert_eq!(load.stats.failed(), 0, "{}: {}", case.name, load.stats);
         println!(
             "[{name}] bad successor, {}: {verdict:?} after {took:?}; children {children:?}, all \
-             reaped; the pid file still names {old}, which serves on",
+             reaped; the pid file still names {parent}; {old} serves on",
             case.name
         );
     }
 
     // The good binary back: the next restart works.
     install(&bin, &fs::read(&good).expect("read the example"), 0o755);
-    let mark = server.mark();
+    let mark = server.verdict_mark();
     let r = server.restart_and_wait_old();
     assert_eq!(r.old, old);
-    let verdict = server.wait_line(mark, T10, |l| l.starts_with("restart "));
+    let verdict = server.wait_verdict(mark, T10, |_| true);
     assert_eq!(
         verdict,
         Some(format!("restart complete: successor pid {}", r.new))

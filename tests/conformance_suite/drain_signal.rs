@@ -4,6 +4,8 @@
 //! ends cleanly (a complete body, no error), a new request is answered by
 //! the new pid, and the old generation exits promptly, long before its 30 s
 //! stop timeout. Then the same with SIGTERM on the new generation.
+//! Supervised: the signals go to the supervisor, which exits after its
+//! worker.
 
 use std::time::{Duration, Instant};
 
@@ -137,9 +139,11 @@ async fn body(flavor: Flavor) {
     let new = r.new;
     let mut streams = open_streams(flavor, &target, new).await;
     let signalled = Instant::now();
-    server.signal(new, Signal::TERM);
+    server.signal_service(new, Signal::TERM);
     let ended = expect_drained(&mut streams, new, signalled).await;
     let exited = wait_exit(&server, new, signalled, "SIGTERM");
+    // Supervised: the supervisor exits with its worker.
+    server.expect_gone(server.main_pid(new), PROMPT);
     drop(streams);
     println!(
         "[{}] drain signal, SIGTERM: streams ended cleanly after `draining pid={new}`: {ended:?} \

@@ -89,7 +89,7 @@ async fn sigterm_with_a_line_completed_while_draining(flavor: Flavor) {
     let (server, target) =
         flavor.start(dir.path(), &["--stop-timeout", "30", "--kill-timeout", "5"]);
     let mut held = half_line(&target).await;
-    server.signal(server.first_pid, Signal::TERM);
+    server.signal_service(server.first_pid, Signal::TERM);
     // The process waits for the line: still there a little later.
     thread::sleep(Duration::from_millis(300));
     assert_eq!(
@@ -122,7 +122,7 @@ async fn sigterm_with_a_line_never_completed(flavor: Flavor) {
         flavor.start(dir.path(), &["--stop-timeout", "1", "--kill-timeout", "1"]);
     let mut held = half_line(&target).await;
     let signalled = Instant::now();
-    server.signal(server.first_pid, Signal::TERM);
+    server.signal_service(server.first_pid, Signal::TERM);
     // Stop 1 s + kill 1 s, and 3 s of slack for a loaded machine.
     let status = server.wait_child_exit(T5);
     let took = signalled.elapsed();

@@ -29,6 +29,12 @@
 //! - lines only: [`line_in_hand`] (a line half received when draining starts
 //!   is finished, not cut).
 //!
+//! A flavour with `supervise` runs the example with `--supervise`: the
+//! process started is a supervisor and the generations are its workers
+//! (the harness's `Server` knows which is which: `main_pid`, `restart`,
+//! `terminate`); each scenario says what it checks instead where supervisor
+//! mode promises something else.
+//!
 //! The scenarios run one at a time (see [`run`]): restarts under load are
 //! sensitive to CPU starvation, and the timing bounds too. Loopback only,
 //! addresses read back from the `serving` lines, every wait and loop bounded.
@@ -57,8 +63,10 @@ use crate::harness::server::{self, Server};
 /// flavour's protocol, compiled only when the test build has every feature
 /// listed.
 macro_rules! conformance {
+    (@bool) => { false };
+    (@bool $value:literal) => { $value };
     (@flavor $flavor:ident, [$($feature:literal),+], $example:literal, $protocol:ident, $h2:literal,
-        $grace:literal, [$($scenario:ident),+]) => {
+        $grace:literal, [$($supervise:literal)?], [$($scenario:ident),+]) => {
         #[cfg(all($(feature = $feature),+))]
         mod $flavor {
             use crate::conformance_suite::{self as suite, Flavor};
@@ -69,6 +77,7 @@ macro_rules! conformance {
                 protocol: crate::harness::client::Protocol::$protocol,
                 h2: $h2,
                 idle_grace: std::time::Duration::from_millis($grace),
+                supervise: conformance!(@bool $($supervise)?),
             };
 
             $(
@@ -80,15 +89,16 @@ macro_rules! conformance {
         }
     };
     ($flavor:ident, example = $example:literal, features = [$($feature:literal),+ $(,)?],
-        http(h2 = $h2:literal), idle_grace_ms = $grace:literal $(,)?) => {
-        conformance!(@flavor $flavor, [$($feature),+], $example, Http, $h2, $grace, [
+        http(h2 = $h2:literal), idle_grace_ms = $grace:literal
+        $(, supervise = $supervise:literal)? $(,)?) => {
+        conformance!(@flavor $flavor, [$($feature),+], $example, Http, $h2, $grace, [$($supervise)?], [
             restart_under_load, long_lived, bad_successor, shutdown_bounds, idle_connections,
             take_back, drain_signal, unread_body
         ]);
     };
     ($flavor:ident, example = $example:literal, features = [$($feature:literal),+ $(,)?],
-        lines, idle_grace_ms = $grace:literal $(,)?) => {
-        conformance!(@flavor $flavor, [$($feature),+], $example, Lines, false, $grace, [
+        lines, idle_grace_ms = $grace:literal $(, supervise = $supervise:literal)? $(,)?) => {
+        conformance!(@flavor $flavor, [$($feature),+], $example, Lines, false, $grace, [$($supervise)?], [
             restart_under_load, long_lived, bad_successor, shutdown_bounds, idle_connections,
             take_back, line_in_hand
         ]);
@@ -108,6 +118,9 @@ pub struct Flavor {
     /// How long after draining starts the example may keep an idle
     /// connection that served a request open for its next one.
     pub idle_grace: Duration,
+    /// Whether the example runs with `--supervise`: the process started is
+    /// a supervisor, the generations are its workers.
+    pub supervise: bool,
 }
 
 impl Flavor {
@@ -116,15 +129,33 @@ impl Flavor {
         server::example(self.example)
     }
 
-    /// Starts the example (`--listen 127.0.0.1:0 --pid-file DIR/server.pid`
-    /// added); returns once it serves, with its first listener.
-    pub fn start(&self, dir: &Path, args: &[&str]) -> (Server, Target) {
-        self.serving(Server::start(&self.bin(), dir, args))
+    /// The example's arguments: `args`, and `--supervise` if the flavour
+    /// supervises.
+    pub fn args<'a>(&self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = args.to_vec();
+        if self.supervise {
+            all.push("--supervise");
+        }
+        all
     }
 
-    /// Waits until `server` serves; its first listener.
-    pub fn serving(&self, server: Server) -> (Server, Target) {
-        let target = Target::of(&server.wait_started());
+    /// Starts the example (`--listen 127.0.0.1:0 --pid-file DIR/server.pid`
+    /// added, and `--supervise` if the flavour supervises); returns once it
+    /// serves, with its first listener.
+    pub fn start(&self, dir: &Path, args: &[&str]) -> (Server, Target) {
+        self.serving(Server::start(&self.bin(), dir, &self.args(args)))
+    }
+
+    /// Waits until `server` serves; its first listener. Its `first_pid` is
+    /// then the first generation (with `--supervise`, the first worker).
+    pub fn serving(&self, mut server: Server) -> (Server, Target) {
+        assert_eq!(
+            server.supervised(),
+            self.supervise,
+            "[{}] started with `--supervise` or not: use Flavor::args",
+            self.name
+        );
+        let target = Target::of(&server.wait_first_worker());
         assert_eq!(target.protocol, self.protocol, "[{}] {target:?}", self.name);
         (server, target)
     }
@@ -175,10 +206,13 @@ fn raise_fd_limit() {
     }
 }
 
-/// Whether `server` printed `line` (bounded: 30 s).
+/// Whether `server` reported the restart verdict `line` (bounded: 30 s):
+/// `restart complete: successor pid PID` or `restart failed: ...`, printed
+/// by a generation or logged by the supervisor (see
+/// [`Server::wait_verdict`]).
 pub fn printed(server: &Server, line: &str) -> bool {
     server
-        .wait_line(0, crate::harness::process::T30, |l| l == line)
+        .wait_verdict(0, crate::harness::process::T30, |l| l == line)
         .is_some()
 }
 

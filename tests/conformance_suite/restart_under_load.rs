@@ -8,7 +8,9 @@
 //! None of them ever sends a request again. Each new generation must answer
 //! its share of requests before the next restart. 0 failed requests, every
 //! generation served (21 distinct pids), every restart reported complete,
-//! every old generation gone within 30 s. The only requests counted apart
+//! every old generation gone within 30 s. Supervised: the generations are
+//! the workers, restarted by SIGHUP to the supervisor, which reports each
+//! restart, and the pid file names the supervisor throughout. The only requests counted apart
 //! are those the server provably never took (see `harness/load.rs`): HTTP,
 //! at most 1 %; lines, at most one per kept connection a restart closed.
 
@@ -115,7 +117,7 @@ async fn body(flavor: Flavor) {
         );
     }
     let failed = server
-        .lines()
+        .verdicts()
         .into_iter()
         .find(|l| l.starts_with("restart failed"));
     assert_eq!(failed, None, "{}", server.diagnostics());

@@ -19,6 +19,11 @@
 //!
 //! A process exits by itself (with a code, whichever), never killed by a
 //! signal, and never panics.
+//!
+//! Supervised: the generations are the supervisor's workers; the signals go
+//! to the supervisor, which alone talks to the service manager (`MAINPID` is
+//! always itself), and exits once its worker has: within the same bounds,
+//! and its worker exited by itself (as the supervisor reports it).
 
 use std::time::{Duration, Instant};
 
@@ -64,10 +69,11 @@ async fn kill_timeout_exits_with_a_failure(flavor: Flavor) {
     assert!(reply.text().starts_with("holding 1000s"), "{reply:?}");
 
     let signalled = Instant::now();
-    server.signal(pid, Signal::TERM);
+    server.signal_service(pid, Signal::TERM);
     let status = server
         .wait_child_exit(STOP + KILL + SLACK)
         .unwrap_or_else(|| panic!("still running after stop + kill\n{}", server.diagnostics()));
+    expect_worker_exit(&server, pid, "the kill timeout");
     let exited = signalled.elapsed();
     assert!(
         exited >= STOP + KILL - EARLY,
@@ -127,11 +133,11 @@ async fn expect_dropped(mut conn: RawConn) -> String {
     }
 }
 
-/// Waits for the process the test started to exit by itself within stop +
-/// kill (+ slack), not before the stop timeout; when it exited.
-fn expect_bounded_exit(server: &Server, signalled: Instant, what: &str) -> Duration {
+/// Waits for generation `pid` to exit by itself within stop + kill (+
+/// slack), not before the stop timeout; when it exited.
+fn expect_bounded_exit(server: &Server, pid: i32, signalled: Instant, what: &str) -> Duration {
     let status = server
-        .wait_child_exit(STOP + KILL + SLACK)
+        .wait_exit(pid, STOP + KILL + SLACK)
         .unwrap_or_else(|| {
             panic!(
                 "{what}: still running {:?} after the signal (stop {STOP:?} + kill {KILL:?})\n{}",
@@ -146,6 +152,21 @@ fn expect_bounded_exit(server: &Server, signalled: Instant, what: &str) -> Durat
     );
     expect_own_exit(server, status, what);
     exited
+}
+
+/// Supervised: worker `pid` exited by itself, as the supervisor reported
+/// (it has, once the supervisor exited). Nothing to add otherwise: `pid` is
+/// the process the test started.
+fn expect_worker_exit(server: &Server, pid: i32, what: &str) {
+    if server.supervised() {
+        let status = server.wait_exit(pid, Duration::ZERO).unwrap_or_else(|| {
+            panic!(
+                "{what}: the supervisor exited without reporting its worker {pid}'s exit\n{}",
+                server.diagnostics()
+            )
+        });
+        expect_own_exit(server, status, &format!("{what}: worker {pid}"));
+    }
 }
 
 fn expect_own_exit(server: &Server, status: std::process::ExitStatus, what: &str) {
@@ -163,7 +184,7 @@ fn expect_own_exit(server: &Server, status: std::process::ExitStatus, what: &str
 async fn restart_with_a_hanging_request(flavor: Flavor) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let notify = NotifySocket::bind(dir.path());
-    let mut cmd = Server::command(&flavor.bin(), dir.path(), &TIMEOUTS);
+    let mut cmd = Server::command(&flavor.bin(), dir.path(), &flavor.args(&TIMEOUTS));
     notify.pass_to(&mut cmd);
     let (server, target) = flavor.serving(Server::spawn(cmd, dir.path()));
     let old = server.first_pid;
@@ -180,22 +201,24 @@ async fn restart_with_a_hanging_request(flavor: Flavor) {
         load.stats
     );
 
+    let notified = notify.mark();
     let signalled = Instant::now();
     let r = server.restart(Signal::HUP);
+    // Who speaks for each generation: itself, or the supervisor for both.
+    let (sender, main) = (server.main_pid(old), server.main_pid(r.new));
     let said = notify.wait_for(
-        0,
-        |d| d.sender == old && d.get("MAINPID") == Some(&r.new.to_string()),
+        notified,
+        |d| d.sender == sender && d.get("MAINPID") == Some(&main.to_string()),
         T5,
     );
     let said = said.unwrap_or_else(|| {
         panic!(
-            "{old} never told MAINPID={}: {:?}",
-            r.new,
+            "{sender} never told MAINPID={main} after the restart: {:?}",
             notify.received()
         )
     });
     assert_eq!(said.get("READY"), Some("1"), "{said:?}");
-    let exited = expect_bounded_exit(&server, signalled, "the old generation after SIGHUP");
+    let exited = expect_bounded_exit(&server, old, signalled, "the old generation after SIGHUP");
     let dropped = expect_dropped(hanging).await;
 
     assert!(
@@ -217,21 +240,27 @@ async fn restart_with_a_hanging_request(flavor: Flavor) {
 async fn sigterm_with_a_hanging_request(flavor: Flavor) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let notify = NotifySocket::bind(dir.path());
-    let mut cmd = Server::command(&flavor.bin(), dir.path(), &TIMEOUTS);
+    let mut cmd = Server::command(&flavor.bin(), dir.path(), &flavor.args(&TIMEOUTS));
     notify.pass_to(&mut cmd);
     let (server, target) = flavor.serving(Server::spawn(cmd, dir.path()));
     let pid = server.first_pid;
+    let main = server.main_pid(pid);
     let hanging = hang(&server, &target).await;
 
     let signalled = Instant::now();
-    server.signal(pid, Signal::TERM);
-    let stopping = notify.wait_for(0, |d| d.sender == pid && d.get("STOPPING") == Some("1"), T5);
+    server.signal_service(pid, Signal::TERM);
+    let stopping = notify.wait_for(
+        0,
+        |d| d.sender == main && d.get("STOPPING") == Some("1"),
+        T5,
+    );
     assert!(
         stopping.is_some(),
-        "{pid} never said STOPPING=1: {:?}",
+        "{main} never said STOPPING=1: {:?}",
         notify.received()
     );
-    let exited = expect_bounded_exit(&server, signalled, "SIGTERM");
+    let exited = expect_bounded_exit(&server, main, signalled, "SIGTERM");
+    expect_worker_exit(&server, pid, "SIGTERM");
     let dropped = expect_dropped(hanging).await;
     println!(
         "[{}] shutdown bounds (b): SIGTERM with a hanging request: said STOPPING=1, exited \
@@ -250,7 +279,7 @@ async fn sigterm_without_clients(flavor: Flavor) {
     assert_eq!(target.ask_pid().await, server.first_pid);
 
     let signalled = Instant::now();
-    server.signal(server.first_pid, Signal::TERM);
+    server.signal_service(server.first_pid, Signal::TERM);
     let status = server.wait_child_exit(PROMPT);
     let exited = signalled.elapsed();
     println!(
@@ -261,6 +290,7 @@ async fn sigterm_without_clients(flavor: Flavor) {
     let status =
         status.unwrap_or_else(|| panic!("still running {exited:?} after SIGTERM with no clients"));
     expect_own_exit(&server, status, "SIGTERM without clients");
+    expect_worker_exit(&server, server.first_pid, "SIGTERM without clients");
 }
 
 async fn sigint_with_idle_clients(flavor: Flavor) {
@@ -277,7 +307,7 @@ async fn sigint_with_idle_clients(flavor: Flavor) {
     }
 
     let signalled = Instant::now();
-    server.signal(server.first_pid, Signal::INT);
+    server.signal_service(server.first_pid, Signal::INT);
     for (i, conn) in idle.iter_mut().enumerate() {
         let closed = conn.wait_closed(PROMPT).await;
         closed.unwrap_or_else(|e| panic!("idle connection {i} after SIGINT: {e}"));
@@ -294,4 +324,5 @@ async fn sigint_with_idle_clients(flavor: Flavor) {
     let status =
         status.unwrap_or_else(|| panic!("still running {exited:?} after SIGINT with idle clients"));
     expect_own_exit(&server, status, "SIGINT with idle clients");
+    expect_worker_exit(&server, server.first_pid, "SIGINT with idle clients");
 }

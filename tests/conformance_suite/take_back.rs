@@ -15,6 +15,15 @@
 //!
 //! (c) The successor is told to stop while the old generation drains: a
 //! deliberate exit, nothing is taken back.
+//!
+//! Supervised, the generations are the supervisor's workers: (a) the same,
+//! the supervisor reports the loss and tells the service manager `READY=1`
+//! (`MAINPID` itself), and the pid file names it throughout; (b) the
+//! opposite of the above is promised: the supervisor replaces the killed
+//! worker, and every request in the next 2 s is answered by the
+//! replacement, none refused; (c) the service is told to stop (SIGTERM to
+//! the supervisor) while the old worker drains: the old worker finishes its
+//! slow request, nothing is taken back, and the supervisor exits.
 
 use std::time::{Duration, Instant};
 
@@ -72,7 +81,11 @@ async fn while_draining(flavor: Flavor) {
     let name = flavor.name;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let notify = NotifySocket::bind(dir.path());
-    let mut cmd = Server::command(&flavor.bin(), dir.path(), &["--stop-timeout", "30"]);
+    let mut cmd = Server::command(
+        &flavor.bin(),
+        dir.path(),
+        &flavor.args(&["--stop-timeout", "30"]),
+    );
     notify.pass_to(&mut cmd);
     let (server, target) = flavor.serving(Server::spawn(cmd, dir.path()));
     let old = server.first_pid;
@@ -93,7 +106,7 @@ async fn while_draining(flavor: Flavor) {
     super::new_connections_reach(flavor, &target, old, new).await;
 
     // The crash, right after ready, while the old generation drains.
-    let (mark, notified) = (server.mark(), notify.mark());
+    let notified = notify.mark();
     let killed = Instant::now();
     server.signal(new, Signal::KILL);
     let burst: Vec<_> = (0..BURST)
@@ -133,29 +146,22 @@ async fn while_draining(flavor: Flavor) {
     let slow = slow.unwrap_or_else(|e| panic!("[{name}] the slow request: {e}"));
     assert_eq!((slow.status, slow.pid()), (200, Some(old)), "{slow:?}");
 
-    let lost = format!("restart failed: successor pid {new} exited after it was ready");
-    server
-        .wait_line(mark, T10, |l| l.starts_with(&lost))
-        .unwrap_or_else(|| {
-            panic!(
-                "[{name}] no report of the lost successor\n{}",
-                server.diagnostics()
-            )
-        });
+    let lost = server.wait_taken_back(new, old);
     let pid_file = server.pid_file_pid();
+    let main = server.main_pid(old);
     assert_eq!(
         pid_file,
-        Some(old),
-        "[{name}] the pid file must name the old generation again"
+        Some(main),
+        "[{name}] the pid file must name the old generation again (supervised: the supervisor)"
     );
     let told = notify.wait_for(
         notified,
-        |d| d.sender == old && d.get("MAINPID") == Some(&old.to_string()),
+        |d| d.sender == main && d.get("MAINPID") == Some(&main.to_string()),
         T10,
     );
     let told = told.unwrap_or_else(|| {
         panic!(
-            "[{name}] {old} never told MAINPID={old} again: {:?}",
+            "[{name}] {main} never told MAINPID={main} again: {:?}",
             notify.received()
         )
     });
@@ -167,7 +173,7 @@ async fn while_draining(flavor: Flavor) {
     println!(
         "[{name}] take-back: successor {new} killed after ready; {BURST} connections made at once \
          and {sequential} requests in the next {AFTER:?} answered by {old}; the slow request \
-         completed; {old} told {:?}",
+         completed; {main} told {:?}; reported: {lost:?}",
         told.text
     );
 
@@ -188,6 +194,9 @@ async fn after_exit(flavor: Flavor) {
     let new = server.restart(Signal::HUP).new;
     server.expect_gone(old, T10);
     server.signal(new, Signal::KILL);
+    if server.supervised() {
+        return replaced(flavor, &server, &target, new).await;
+    }
     assert!(process::wait_gone(new, T10), "{new} outlived SIGKILL");
     // Nobody holds the listening socket any more. (A killed process shows as
     // a zombie while its other threads still close its descriptors, so the
@@ -212,9 +221,67 @@ async fn after_exit(flavor: Flavor) {
     );
 }
 
+/// (b), supervised: the supervisor holds the listening socket and replaces
+/// worker `killed` (just sent SIGKILL): connections made at once and every
+/// request for the next 2 s are answered by the replacement, none refused.
+async fn replaced(flavor: Flavor, server: &Server, target: &Target, killed: i32) {
+    let name = flavor.name;
+    let since = Instant::now();
+    let burst: Vec<_> = (0..BURST)
+        .map(|_| {
+            let target = target.clone();
+            tokio::spawn(async move { ask(&target).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for (i, task) in burst.into_iter().enumerate() {
+        let answer = task.await.expect("a burst task");
+        answers.push(answer.unwrap_or_else(|e| {
+            panic!(
+                "[{name}] burst request {i} after the kill: {e}\n{}",
+                server.diagnostics()
+            )
+        }));
+    }
+    let first_answer = since.elapsed();
+    let mut sequential = 0;
+    while since.elapsed() < AFTER && sequential < 1000 {
+        let answer = ask(target).await.unwrap_or_else(|e| {
+            let after = since.elapsed();
+            panic!(
+                "[{name}] a request {after:?} after the kill: {e}\n{}",
+                server.diagnostics()
+            )
+        });
+        answers.push(answer);
+        sequential += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let replacement = server.wait_replaced(killed);
+    assert!(process::wait_gone(killed, T10), "{killed} outlived SIGKILL");
+    let others: Vec<_> = answers.iter().filter(|p| **p != replacement).collect();
+    assert!(
+        others.is_empty(),
+        "[{name}] requests after the kill answered by {others:?}, not by the replacement \
+         {replacement}"
+    );
+    assert_eq!(
+        server.pid_file_pid(),
+        Some(server.main_pid(replacement)),
+        "[{name}] the pid file must name the supervisor"
+    );
+    println!(
+        "[{name}] worker {killed} killed after the old generation exited: replaced by \
+         {replacement}; {BURST} connections made at once (all answered within {first_answer:?}) \
+         and {sequential} requests in the next {AFTER:?} answered by it, none refused"
+    );
+    server.terminate(replacement);
+}
+
 /// (c) The successor is told to stop (SIGTERM) while the old generation
 /// still drains: its exit is deliberate, and nothing is taken back. The old
 /// generation finishes its slow request and exits; connections are refused.
+/// Supervised: the service is told to stop (SIGTERM to the supervisor).
 async fn successor_stopped(flavor: Flavor) {
     let name = flavor.name;
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -245,9 +312,15 @@ async fn successor_stopped(flavor: Flavor) {
          to stop\n{}",
         server.diagnostics()
     );
+    // Where a lost successor would be reported: the generation's output, or
+    // the supervisor's log.
+    let reports = if server.supervised() {
+        server.stderr().lines().map(String::from).collect()
+    } else {
+        server.lines()
+    };
     assert!(
-        !server
-            .lines()
+        !reports
             .iter()
             .any(|l| l.contains("exited after it was ready")),
         "[{name}] a deliberate stop was reported as a lost successor"

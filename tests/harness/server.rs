@@ -2,6 +2,13 @@
 //! test process), its standard output read line by line (with the pids named
 //! in it), its standard error in a file, its pid file, restarts. Dropping the
 //! guard SIGKILLs every process it saw and reaps the one it started.
+//!
+//! Started with `--supervise`, the process the test started is the
+//! supervisor and the generations are its workers: the supervisor prints no
+//! `serving` line, names itself in the pid file, takes the restart and stop
+//! signals, and reports on standard error (`restart complete worker=PID`,
+//! `restart failed: REASON`, `worker exited pid=PID status=...`), which
+//! [`Server`] reads back as it grows.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
@@ -145,17 +152,36 @@ struct Output {
     pids: Mutex<BTreeSet<i32>>,
 }
 
+/// Standard error read back from its file as it grows, line by line.
+#[derive(Default)]
+struct ErrLog {
+    /// Bytes of the file read so far.
+    read: u64,
+    /// The start of a line not yet complete.
+    pending: Vec<u8>,
+    lines: Vec<String>,
+}
+
 /// A started server and all its generations (see the module docs).
 pub struct Server {
     name: String,
     child: Mutex<Reaped>,
     status: Mutex<Option<ExitStatus>>,
-    /// The pid of the process the test started (the first generation).
+    /// The pid of the process the test started.
+    started: i32,
+    /// The first generation: the process the test started, or with
+    /// `--supervise` its first worker (known once it serves:
+    /// [`Server::wait_first_worker`]).
     pub first_pid: i32,
     first_starttime: u64,
+    /// Started with `--supervise`.
+    supervised: bool,
+    /// The worker that serves, with `--supervise`, once known.
+    current: Mutex<Option<i32>>,
     out: Arc<Output>,
     pid_file: Option<PathBuf>,
     stderr_path: PathBuf,
+    err: Mutex<ErrLog>,
 }
 
 impl Server {
@@ -196,6 +222,7 @@ impl Server {
         let first_pid = child.id() as i32;
         let out = Arc::new(Output::default());
         lock(&out.pids).insert(first_pid);
+        let supervised = cmd.get_args().any(|a| a == "--supervise");
         let stdout = child.stdout.take().expect("piped stdout");
         let (reader_out, tag) = (out.clone(), name.clone());
         thread::Builder::new()
@@ -207,11 +234,50 @@ impl Server {
             name,
             child: Mutex::new(Reaped(child)),
             status: Mutex::new(None),
+            started: first_pid,
             first_pid,
+            supervised,
+            current: Mutex::new(None),
             out,
             pid_file,
             stderr_path,
+            err: Mutex::default(),
         }
+    }
+
+    /// Whether it was started with `--supervise`.
+    pub fn supervised(&self) -> bool {
+        self.supervised
+    }
+
+    /// The process that stands for `generation` to the outside world: the
+    /// one the pid file names, that talks to the service manager, and that
+    /// takes the restart and stop signals. `generation` itself, or the
+    /// supervisor.
+    pub fn main_pid(&self, generation: i32) -> i32 {
+        if self.supervised {
+            self.started
+        } else {
+            generation
+        }
+    }
+
+    /// Sends `signal` (a restart or stop signal) to the service whose
+    /// serving generation is `generation`: to [`Server::main_pid`].
+    pub fn signal_service(&self, generation: i32, signal: Signal) {
+        self.signal(self.main_pid(generation), signal);
+    }
+
+    /// The worker that serves (`--supervise` only): the first, or the last
+    /// one a restart, a take-back or a replacement brought.
+    fn current_worker(&self) -> i32 {
+        assert!(self.supervised, "only a supervisor has workers");
+        lock(&self.current).unwrap_or_else(|| {
+            panic!(
+                "{}: no worker known to serve yet (wait_started first)",
+                self.name
+            )
+        })
     }
 
     /// Remembers `pid` as one of this server's: dropping the guard kills it.
@@ -277,16 +343,51 @@ impl Server {
     }
 
     /// Waits for the first generation to serve: its first `serving` line,
-    /// and its pid in the pid file if it has one. Both must name it.
+    /// and its pid in the pid file if it has one. Both must name it. With
+    /// `--supervise`: the first `serving` line of a worker (the supervisor
+    /// prints none), and the pid file names the supervisor.
     pub fn wait_started(&self) -> Serving {
-        let serving = self.wait_serving(self.first_pid);
+        if !self.supervised {
+            let serving = self.wait_serving(self.started);
+            if self.pid_file.is_some() {
+                assert_eq!(
+                    self.wait_pid_file(),
+                    self.started,
+                    "the pid file names another process"
+                );
+            }
+            return serving;
+        }
+        let line = self.wait_line(0, T30, |l| Serving::parse(l).is_some());
+        let serving = Serving::parse(&line.unwrap_or_else(|| {
+            panic!(
+                "{}: no worker printed a serving line\n{}",
+                self.name,
+                self.diagnostics()
+            )
+        }))
+        .expect("a serving line");
+        assert_ne!(
+            serving.pid, self.started,
+            "{}: the supervisor itself serves",
+            self.name
+        );
         if self.pid_file.is_some() {
             assert_eq!(
                 self.wait_pid_file(),
-                self.first_pid,
-                "the pid file names another process"
+                self.started,
+                "the pid file must name the supervisor"
             );
         }
+        lock(&self.current).get_or_insert(serving.pid);
+        serving
+    }
+
+    /// [`Server::wait_started`], and [`Server::first_pid`] becomes the first
+    /// generation that served (with `--supervise`, the first worker).
+    pub fn wait_first_worker(&mut self) -> Serving {
+        let serving = self.wait_started();
+        self.first_pid = serving.pid;
         serving
     }
 
@@ -332,9 +433,36 @@ impl Server {
         process::poll_until(timeout, Duration::from_millis(5), || self.try_wait_child())
     }
 
+    /// Waits (bounded) for generation `pid` to exit; its exit status: the
+    /// process the test started (reaped here), or with `--supervise` a worker
+    /// (as the supervisor reported it, `worker exited pid=PID status=...`).
+    pub fn wait_exit(&self, pid: i32, timeout: Duration) -> Option<ExitStatus> {
+        use std::os::unix::process::ExitStatusExt;
+        if pid == self.started {
+            return self.wait_child_exit(timeout);
+        }
+        assert!(
+            self.supervised,
+            "{}: the test sees the exit status of its own child only",
+            self.name
+        );
+        let exited = format!("worker exited pid={pid} status=");
+        let line = self.wait_err_line(0, timeout, |l| l.contains(&exited))?;
+        let status = &line[line.find(&exited).expect("matched") + exited.len()..];
+        let number = |prefix: &str| status.strip_prefix(prefix)?.trim().parse::<i32>().ok();
+        match (number("exit status "), number("killed by signal ")) {
+            (Some(code), _) => Some(ExitStatus::from_raw((code & 0xff) << 8)),
+            (None, Some(signal)) => Some(ExitStatus::from_raw(signal & 0x7f)),
+            _ => panic!(
+                "{}: an exit status the harness cannot read: {line:?}",
+                self.name
+            ),
+        }
+    }
+
     /// Waits (bounded) until generation `pid` is gone; panics otherwise.
     pub fn expect_gone(&self, pid: i32, timeout: Duration) {
-        let gone = if pid == self.first_pid {
+        let gone = if pid == self.started {
             self.wait_child_exit(timeout).is_some()
         } else {
             process::wait_gone(pid, timeout)
@@ -350,8 +478,14 @@ impl Server {
     /// Sends `signal` (SIGHUP, SIGUSR2) to the generation in the pid file;
     /// returns once the pid file names its successor (bounded: 30 s), which
     /// must have printed its `serving` line. The old generation may still be
-    /// draining.
+    /// draining. With `--supervise`: sends it to the supervisor; returns once
+    /// the supervisor reported `restart complete worker=NEW` (a new worker
+    /// ready, the old one told to drain); the pid file names the supervisor
+    /// throughout.
     pub fn restart(&self, signal: Signal) -> Restart {
+        if self.supervised {
+            return self.restart_supervised(signal);
+        }
         let old = self.wait_pid_file();
         let signalled = Instant::now();
         self.signal(old, signal);
@@ -376,6 +510,153 @@ impl Server {
         }
     }
 
+    fn restart_supervised(&self, signal: Signal) -> Restart {
+        let old = self.current_worker();
+        let from = self.verdict_mark();
+        let signalled = Instant::now();
+        self.signal(self.started, signal);
+        let verdict = self.wait_verdict(from, T30, |_| true).unwrap_or_else(|| {
+            panic!(
+                "{}: no restart verdict 30 s after {signal:?} to the supervisor\n{}",
+                self.name,
+                self.diagnostics()
+            )
+        });
+        let ready = signalled.elapsed();
+        let new = verdict
+            .strip_prefix("restart complete: successor pid ")
+            .and_then(|pid| pid.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: {signal:?} to the supervisor: {verdict}\n{}",
+                    self.name,
+                    self.diagnostics()
+                )
+            });
+        self.note_pid(new);
+        assert_ne!(new, old, "{}: the restart kept worker {old}", self.name);
+        self.wait_serving(new);
+        if self.pid_file.is_some() {
+            assert_eq!(
+                self.pid_file_pid(),
+                Some(self.started),
+                "{}: the pid file must name the supervisor after a restart",
+                self.name
+            );
+        }
+        *lock(&self.current) = Some(new);
+        Restart {
+            old,
+            new,
+            ready,
+            old_exit: None,
+        }
+    }
+
+    /// Where [`Server::wait_verdict`] starts looking for the verdict of a
+    /// restart attempt made from now on.
+    pub fn verdict_mark(&self) -> usize {
+        if self.supervised {
+            self.err_mark()
+        } else {
+            self.mark()
+        }
+    }
+
+    /// Waits (bounded) for the verdict of a restart attempt, after `from`
+    /// (a [`Server::verdict_mark`]), for which `pred` holds: `restart
+    /// complete: successor pid PID` or `restart failed: REASON`, as the
+    /// generation printed it or, with `--supervise`, as the supervisor
+    /// reported it (`restart complete worker=PID` becomes the former).
+    pub fn wait_verdict(
+        &self,
+        from: usize,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let supervised = self.supervised;
+        let matches = |l: &str| verdict(supervised, l).is_some_and(|v| pred(&v));
+        let line = if supervised {
+            self.wait_err_line(from, timeout, matches)
+        } else {
+            self.wait_line(from, timeout, matches)
+        };
+        line.and_then(|l| verdict(supervised, &l))
+    }
+
+    /// Every restart verdict so far (see [`Server::wait_verdict`]).
+    pub fn verdicts(&self) -> Vec<String> {
+        let lines = if self.supervised {
+            self.err_mark();
+            lock(&self.err).lines.clone()
+        } else {
+            self.lines()
+        };
+        lines
+            .iter()
+            .filter_map(|l| verdict(self.supervised, l))
+            .collect()
+    }
+
+    /// Waits (bounded: 10 s) for the report that generation `lost`, which
+    /// took over from `by` and died after it was ready, handed the listeners
+    /// back to `by`: `by` printed `restart failed: successor pid LOST exited
+    /// after it was ready`, or with `--supervise` the supervisor reported
+    /// `worker pid LOST exited after it was ready (...); worker pid BY took
+    /// the listeners back` (and `by` serves again). The report.
+    pub fn wait_taken_back(&self, lost: i32, by: i32) -> String {
+        let report = if self.supervised {
+            let dead = format!("worker pid {lost} exited after it was ready");
+            let back = format!("worker pid {by} took the listeners back");
+            self.wait_err_line(0, T10, |l| l.contains(&dead) && l.contains(&back))
+        } else {
+            let lost = format!("restart failed: successor pid {lost} exited after it was ready");
+            self.wait_line(0, T10, |l| l.starts_with(&lost))
+        };
+        let report = report.unwrap_or_else(|| {
+            panic!(
+                "{}: no report that {by} took the listeners back from {lost}\n{}",
+                self.name,
+                self.diagnostics()
+            )
+        });
+        if self.supervised {
+            *lock(&self.current) = Some(by);
+        }
+        report
+    }
+
+    /// `--supervise` only: waits (bounded: 10 s) for the supervisor to
+    /// report that worker `dead` exited unexpectedly and to start its
+    /// replacement, and for the replacement's `serving` line; its pid.
+    pub fn wait_replaced(&self, dead: i32) -> i32 {
+        assert!(self.supervised, "only a supervisor replaces a worker");
+        let exited = format!("worker pid {dead} exited unexpectedly");
+        let (at, _) = self
+            .wait_err_at(0, T10, |l| l.contains(&exited))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: no report that worker {dead} exited unexpectedly\n{}",
+                    self.name,
+                    self.diagnostics()
+                )
+            });
+        let started = self
+            .wait_err_line(at + 1, T10, |l| l.contains("started a worker pid="))
+            .and_then(|l| pids_in(&l).first().copied())
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: no replacement for worker {dead} started\n{}",
+                    self.name,
+                    self.diagnostics()
+                )
+            });
+        self.note_pid(started);
+        self.wait_serving(started);
+        *lock(&self.current) = Some(started);
+        started
+    }
+
     /// [`Server::restart`] with SIGHUP, then waits (bounded: 30 s) until the
     /// old generation is gone.
     pub fn restart_and_wait_old(&self) -> Restart {
@@ -386,10 +667,78 @@ impl Server {
         r
     }
 
-    /// SIGTERM to generation `pid`, which must be gone within 10 s.
+    /// SIGTERM to the service whose serving generation is `pid`, which must
+    /// be gone within 10 s. With `--supervise`: to the supervisor; the worker
+    /// and then the supervisor must be gone within 10 s, the supervisor with
+    /// status 0 (every worker drained and exited cleanly).
     pub fn terminate(&self, pid: i32) {
-        self.signal(pid, Signal::TERM);
+        self.signal_service(pid, Signal::TERM);
         self.expect_gone(pid, T10);
+        if self.supervised {
+            let status = self.wait_child_exit(T10).unwrap_or_else(|| {
+                panic!(
+                    "{}: the supervisor still runs 10 s after SIGTERM\n{}",
+                    self.name,
+                    self.diagnostics()
+                )
+            });
+            assert!(
+                status.success(),
+                "{}: the supervisor exited with {status} after SIGTERM\n{}",
+                self.name,
+                self.diagnostics()
+            );
+        }
+    }
+
+    /// Reads what standard error gained since the last call; the number of
+    /// complete lines so far: where [`Server::wait_err_line`] starts looking
+    /// for what a step logs.
+    pub fn err_mark(&self) -> usize {
+        let mut err = lock(&self.err);
+        if let Ok(mut file) = File::open(&self.stderr_path) {
+            use std::io::{Seek, SeekFrom};
+            let mut more = Vec::new();
+            if file.seek(SeekFrom::Start(err.read)).is_ok() && file.read_to_end(&mut more).is_ok() {
+                err.read += more.len() as u64;
+                err.pending.extend_from_slice(&more);
+                while let Some(end) = err.pending.iter().position(|b| *b == b'\n') {
+                    let raw: Vec<u8> = err.pending.drain(..=end).collect();
+                    let line = String::from_utf8_lossy(&raw[..end]).into_owned();
+                    err.lines.push(line);
+                }
+            }
+        }
+        err.lines.len()
+    }
+
+    /// Waits (bounded) for a line of standard error at index >= `from`
+    /// matching `pred` (standard error goes to a file; it is read again
+    /// every 2 ms). `None` on timeout.
+    pub fn wait_err_line(
+        &self,
+        from: usize,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        self.wait_err_at(from, timeout, pred).map(|(_, line)| line)
+    }
+
+    /// [`Server::wait_err_line`], with the index of the line.
+    fn wait_err_at(
+        &self,
+        from: usize,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Option<(usize, String)> {
+        let mut next = from;
+        process::poll_until(timeout, Duration::from_millis(2), || {
+            let len = self.err_mark();
+            let err = lock(&self.err);
+            let found = (next.min(len)..len).find(|i| pred(&err.lines[*i]));
+            next = next.max(len);
+            found.map(|i| (i, err.lines[i].clone()))
+        })
     }
 
     pub fn stderr(&self) -> String {
@@ -480,6 +829,23 @@ fn read_lines(mut stdout: impl Read, out: &Output, tag: &str) {
     }
     lines.eof = true;
     out.more.notify_all();
+}
+
+/// A restart verdict in `line`: `restart complete: successor pid PID` or
+/// `restart failed: REASON`, as a generation prints it, or with a supervisor
+/// (`supervised`) from its log (`restart complete worker=PID` becomes the
+/// former).
+fn verdict(supervised: bool, line: &str) -> Option<String> {
+    if !supervised {
+        return line.starts_with("restart ").then(|| line.to_string());
+    }
+    if let Some(at) = line.find("restart complete worker=") {
+        let pid = &line[at + "restart complete worker=".len()..];
+        let pid: String = pid.chars().take_while(char::is_ascii_digit).collect();
+        return Some(format!("restart complete: successor pid {pid}"));
+    }
+    line.find("restart failed: ")
+        .map(|at| line[at..].to_string())
 }
 
 /// The numbers after every `pid ` or `pid=` in `line`.
