@@ -287,6 +287,7 @@ fn check(steps: &[Step]) -> Result<(), String> {
     let (mut spawn_pending, mut stopping, mut gave_up, mut exit) = (false, false, false, None);
     let (mut asked, mut failed_starts, mut prev_delay, mut scheduled) = (0u32, 0u32, None, None);
     let mut shutdown_went_wrong = false;
+    let mut spared = BTreeSet::new();
     let mut drained: BTreeSet<u32> = BTreeSet::new();
     for (i, s) in steps.iter().enumerate() {
         let fail = |why: String| Err(format!("step #{i}: {why}"));
@@ -300,7 +301,7 @@ fn check(steps: &[Step]) -> Result<(), String> {
             Event::SpawnFailed(_) => (spawn_pending, failed_start) = (false, !stopping),
             Event::WorkerExited { pid, success, .. } if spawned.contains(pid) => {
                 exited.insert(*pid);
-                shutdown_went_wrong |= stopping && !success;
+                shutdown_went_wrong |= stopping && !success && !spared.contains(pid);
                 failed_start = !served.contains_key(pid) && !stopping;
             }
             _ => {}
@@ -383,7 +384,20 @@ fn check(steps: &[Step]) -> Result<(), String> {
                 Action::Resume { pid } if !drained.contains(pid) || exited.contains(pid) => {
                     return fail(format!("{a:?} of a worker not draining"));
                 }
-                Action::Notify(Notify::Stopping) => (stopping, scheduled) = (true, None),
+                Action::Notify(Notify::Stopping) => {
+                    (stopping, scheduled) = (true, None);
+                    // Workers still starting are stopped for the shutdown.
+                    for pid in &spawned {
+                        if !served.contains_key(pid) && !exited.contains(pid) {
+                            spared.insert(*pid);
+                        }
+                    }
+                }
+                // A worker still starting at the shutdown is stopped for
+                // it: that is no failure of the service.
+                Action::Kill { pid } if stopping && !served.contains_key(pid) => {
+                    _ = spared.insert(*pid)
+                }
                 Action::Kill { .. } => shutdown_went_wrong |= stopping,
                 // p3: every restart request answered exactly once.
                 Action::RestartDone(_) if asked == 0 => {

@@ -60,9 +60,11 @@
 //! - **Draining workers** are killed at stop + kill + [`KILL_MARGIN`] after
 //!   their drain, or at the shutdown's deadline if that is earlier.
 //! - **The exit status** reflects the shutdown: 0 if a worker had been ready,
-//!   no worker was killed after the shutdown began (a worker that was
-//!   starting is killed, so that counts) and every worker that exited after
-//!   it exited with status 0; 1 otherwise, and 1 when the supervisor gave up.
+//!   no draining worker had to be killed, and every worker that drained
+//!   exited with status 0; 1 otherwise, and 1 when the supervisor gave up. A
+//!   worker that was still starting when the shutdown came is killed, and
+//!   that does not count: it never served, and a stop right after a reload is
+//!   no failure of the service (systemd would mark the unit failed).
 //!   Failures before the shutdown (a crash that was replaced, a successor
 //!   killed at its ready timeout) are reported when they happen, not in the
 //!   status.
@@ -235,6 +237,9 @@ struct Leaving {
     /// When it is killed if it has not exited.
     kill_at: Instant,
     killed: bool,
+    /// A worker that was starting when the shutdown came and was stopped
+    /// for it: its exit says nothing about how the service stopped.
+    spared: bool,
 }
 
 /// The supervisor's state machine.
@@ -412,6 +417,7 @@ impl Machine {
                     since: old.since,
                     kill_at: now + drain_bound(self.timeouts),
                     killed: false,
+                    spared: false,
                 });
                 format!("serving: worker pid {pid}; worker pid {} drains", old.pid)
             }
@@ -435,9 +441,9 @@ impl Machine {
         out: &mut Vec<Action>,
     ) {
         if let Some(i) = self.leaving.iter().position(|w| w.pid == pid) {
-            self.leaving.remove(i);
+            let left = self.leaving.remove(i);
             if let Phase::ShuttingDown = self.phase {
-                self.failed |= !success;
+                self.failed |= !success && !left.spared;
                 self.maybe_exit(out);
             }
             return;
@@ -582,6 +588,7 @@ impl Machine {
                 since: current.since,
                 kill_at,
                 killed: false,
+                spared: false,
             });
         }
         match std::mem::replace(&mut self.starting, Starting::No) {
@@ -594,6 +601,7 @@ impl Machine {
                 since: now,
                 kill_at: now,
                 killed: true,
+                spared: true,
             }),
         }
         self.maybe_exit(out);
@@ -602,12 +610,12 @@ impl Machine {
     /// Kills a worker that was starting when the shutdown came.
     fn kill_starting(&mut self, pid: u32, now: Instant, out: &mut Vec<Action>) {
         out.push(Action::Kill { pid });
-        self.failed = true;
         self.leaving.push(Leaving {
             pid,
             since: now,
             kill_at: now,
             killed: true,
+            spared: true,
         });
     }
 
@@ -986,8 +994,8 @@ mod tests {
         assert!(m.on(exited(12, false), t0 + secs(2)).is_empty());
         let acts = m.on(exited(11, true), t0 + secs(3));
         assert!(
-            matches!(&acts[..], [Action::RemovePidFile, Action::Exit(1)]),
-            "a starting worker was killed: {acts:?}"
+            matches!(&acts[..], [Action::RemovePidFile, Action::Exit(0)]),
+            "a starting worker killed for the shutdown is no failure: {acts:?}"
         );
 
         let mut m = serving(t0);
