@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# One run of the demo under real systemd, from the host, inside a container
+# booted by boot.sh --host (it reads SYSD_ROOT and SYSD_LEADER):
+#   1. installs docs/deploy/systemd/demo.socket and the given service file as
+#      demo.service (their 127.0.0.1:8080 replaced by 127.0.0.1:PORT), starts both;
+#   2. loads 127.0.0.1:PORT with oha while doing RELOADS `systemctl reload`s,
+#      each once the previous one is done (GET / answers from another pid);
+#   3. `systemctl stop demo.service demo.socket` with a 1 s request in flight;
+#   4. prints what it saw as KEY=VALUE lines, and the journal of the unit.
+#
+#   scripts/systemd/boot.sh --bind-ro target/release/examples:/usr/local/bin --host ROOT -- \
+#       scripts/systemd/scenario.sh docs/deploy/systemd/reexec-notify.service 18080
+#
+# The demo binary must be at /usr/local/bin/demo inside. Exit status 0 when
+# every check held (0 failed requests, reloads exited 0, the 1 s request
+# completed, the unit ended inactive), 1 otherwise.
+set -uo pipefail
+
+[ $# -ge 2 ] || { echo "usage: $0 SERVICE_FILE PORT [RELOADS]" >&2; exit 2; }
+service_file=$1
+port=$2
+reloads=${3:-5}
+: "${SYSD_ROOT:?run under boot.sh --host}" "${SYSD_LEADER:?run under boot.sh --host}"
+here=$(dirname "$(realpath "$0")")
+units=$(realpath "$here/../../docs/deploy/systemd")
+url="http://127.0.0.1:$port"
+inside() { timeout 60 nsenter -t "$SYSD_LEADER" -a "$@"; }
+now_ms() { date +%s%3N; }
+ok=1
+fail() { echo "FAIL: $*"; ok=0; }
+
+oha_pid=""
+curl_pid=""
+cleanup() {
+    [ -n "$oha_pid" ] && kill "$oha_pid" 2>/dev/null && wait "$oha_pid" 2>/dev/null
+    [ -n "$curl_pid" ] && kill "$curl_pid" 2>/dev/null && wait "$curl_pid" 2>/dev/null
+    inside systemctl stop demo.service demo.socket >/dev/null 2>&1
+}
+trap cleanup EXIT
+work=$(mktemp -d /tmp/handoff-scenario.XXXXXX)
+trap 'cleanup; rm -rf "$work"' EXIT
+
+# The served pid: `hello from pid=PID`.
+served_pid() { curl -s --max-time 2 "$url/" | sed -n 's/.*pid=\([0-9]*\).*/\1/p'; }
+# Waits (bounded) until GET / answers from a pid other than $1.
+wait_served_other() {
+    local deadline=$(($(now_ms) + 15000)) pid
+    while [ "$(now_ms)" -lt $deadline ]; do
+        pid=$(served_pid)
+        [ -n "$pid" ] && [ "$pid" != "$1" ] && { echo "$pid"; return 0; }
+        sleep 0.05
+    done
+    return 1
+}
+
+etc="$SYSD_ROOT/etc/systemd/system"
+sed "s/127\.0\.0\.1:8080/127.0.0.1:$port/" "$units/demo.socket" >"$etc/demo.socket"
+sed "s/127\.0\.0\.1:8080/127.0.0.1:$port/" "$service_file" >"$etc/demo.service"
+inside systemctl reset-failed demo.service demo.socket >/dev/null 2>&1
+inside systemctl daemon-reload
+journal_since=$(inside date '+%Y-%m-%d %H:%M:%S')
+inside systemctl start demo.socket demo.service || fail "start"
+echo "UNIT=$(basename "$service_file")"
+echo "SYSTEMD=$(inside systemctl --version | head -n1)"
+
+pid=$(wait_served_other 0) || { fail "never served"; exit 1; }
+main=$(inside systemctl show -P MainPID demo.service)
+echo "START main_pid=$main served_pid=$pid"
+
+oha -z 30s -c 16 -w --no-tui --output-format json -o "$work/oha.json" "$url/" &
+oha_pid=$!
+sleep 0.5   # pacing: load before the first reload (and oha has its SIGINT handler)
+for i in $(seq "$reloads"); do
+    before_main=$(inside systemctl show -P MainPID demo.service)
+    before_served=$(served_pid)
+    t0=$(now_ms)
+    inside systemctl reload demo.service
+    status=$?
+    t1=$(now_ms)
+    served=$(wait_served_other "$before_served") || served="(none: still $before_served)"
+    t2=$(now_ms)
+    # MainPID once the new generation said READY=1 (it may lag the served pid).
+    after_main=$(inside systemctl show -P MainPID demo.service)
+    state=$(inside systemctl show -P ActiveState demo.service)
+    echo "RELOAD $i exit=$status reload_ms=$((t1 - t0)) new_served_after_ms=$((t2 - t0))" \
+        "main_pid=$before_main->$after_main served_pid=$before_served->$served state=$state"
+    [ "$status" -eq 0 ] || fail "reload $i exit $status"
+    sleep 0.5   # pacing: the new generation serves the load a while before the next reload
+done
+kill -INT "$oha_pid" 2>/dev/null   # ends the load now; -w lets requests in flight finish
+wait "$oha_pid"
+oha_pid=""
+python3 - "$work/oha.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+codes = r.get("statusCodeDistribution", {})
+errors = r.get("errorDistribution", {})
+ok = sum(v for k, v in codes.items() if k.startswith("2"))
+bad = sum(v for k, v in codes.items() if not k.startswith("2")) + sum(errors.values())
+print(f"LOAD oha ok={ok} failed={bad} codes={codes} errors={errors}")
+sys.exit(1 if bad or not ok else 0)
+PY
+[ $? -eq 0 ] || fail "requests failed under load"
+
+# Stop with a 1 s request in flight.
+curl -s --max-time 10 -o "$work/sleep.out" -w '%{http_code}' "$url/sleep?duration=1s" >"$work/sleep.code" 2>"$work/sleep.err" &
+curl_pid=$!
+deadline=$(($(now_ms) + 5000))
+until journalctl -D "$SYSD_ROOT/var/log/journal" -u demo.service --since "$journal_since" -q -o cat 2>/dev/null \
+    | grep -q "sleeping 1s"; do
+    [ "$(now_ms)" -lt $deadline ] || { fail "the 1 s request never started"; break; }
+    sleep 0.02
+done
+main=$(inside systemctl show -P MainPID demo.service)
+t0=$(now_ms)
+inside systemctl stop demo.service demo.socket
+stop_status=$?
+t1=$(now_ms)
+wait "$curl_pid"
+curl_status=$?
+curl_pid=""
+echo "STOP exit=$stop_status stop_ms=$((t1 - t0)) main_pid_was=$main" \
+    "sleep_request=curl:$curl_status http:$(cat "$work/sleep.code") body='$(tr -d '\n' <"$work/sleep.out" 2>/dev/null)'"
+[ "$curl_status" -eq 0 ] && [ "$(cat "$work/sleep.code")" = 200 ] || fail "the 1 s request was cut"
+active=$(inside systemctl show -P ActiveState demo.service)
+result=$(inside systemctl show -P Result demo.service)
+echo "FINAL state=$active result=$result"
+[ "$active" = inactive ] || fail "unit ended $active ($result)"
+journal() {
+    journalctl -D "$SYSD_ROOT/var/log/journal" --since "$journal_since" -q -o short-monotonic "$@" \
+        _SYSTEMD_UNIT=demo.service + UNIT=demo.service + UNIT=demo.socket 2>/dev/null
+}
+echo "JOURNAL warnings=$(journal -p warning | wc -l)" \
+    "not_our_child=$(journal | grep -c 'which is not our child')" \
+    "sigkill=$(journal | grep -c 'with signal SIGKILL')"
+echo "--- journal (demo.service, this run)"
+journal | tail -n 80
+[ $ok -eq 1 ]
