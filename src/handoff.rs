@@ -196,7 +196,7 @@ impl Builder {
     /// on bad inherited input; and with [`Error::Supervise`] when this
     /// process is a generation started by another (re-exec mode), which a
     /// supervisor cannot take over from.
-    pub fn launch(self) -> Result<crate::Launch> {
+    pub fn launch(mut self) -> Result<crate::Launch> {
         let from_supervisor = std::env::var_os(crate::protocol::ENV_SUPERVISOR).is_some();
         if !self.supervise || from_supervisor {
             return self.into_handoff().map(crate::Launch::Worker);
@@ -209,14 +209,7 @@ impl Builder {
             });
         }
         let inheritance = Inheritance::from_env()?;
-        let mut command = Command::from_startup()
-            .map_err(|e| Error::io("cannot determine the executable to restart", e))?;
-        if let Some(path) = self.executable {
-            command.path = path;
-        }
-        if let Some(args) = self.args {
-            command.args = args;
-        }
+        let command = self.command()?;
         let config = crate::supervisor::Config {
             timeouts: self.timeouts,
             pid_file: self.pid_file,
@@ -253,16 +246,23 @@ impl Builder {
         self.into_handoff()
     }
 
-    fn into_handoff(self) -> Result<Handoff> {
-        let inheritance = Inheritance::from_env()?;
+    /// What a successor (or a worker) is started as: this process's
+    /// executable and arguments, or the overrides.
+    fn command(&mut self) -> Result<Command> {
         let mut command = Command::from_startup()
             .map_err(|e| Error::io("cannot determine the executable to restart", e))?;
-        if let Some(path) = self.executable {
+        if let Some(path) = self.executable.take() {
             command.path = path;
         }
-        if let Some(args) = self.args {
+        if let Some(args) = self.args.take() {
             command.args = args;
         }
+        Ok(command)
+    }
+
+    fn into_handoff(mut self) -> Result<Handoff> {
+        let inheritance = Inheritance::from_env()?;
+        let command = self.command()?;
         let (tx, rx) = mpsc::unbounded();
         let mut caught = self.restart_signals.clone();
         caught.extend(self.shutdown_signals.iter().copied());

@@ -59,7 +59,7 @@ fn resolve_argv0(argv0: &Path) -> Option<PathBuf> {
         .and_then(|p| std::path::absolute(p).ok())
 }
 
-/// A started successor.
+/// A started child (a successor, or a supervisor's worker).
 #[derive(Debug)]
 pub(crate) struct Successor {
     pub pid: u32,
@@ -67,11 +67,20 @@ pub(crate) struct Successor {
 }
 
 impl Successor {
+    pub(crate) fn new(pid: u32, pidfd: Arc<OwnedFd>) -> Self {
+        Successor { pid, pidfd }
+    }
+
     /// Sends SIGKILL. Safe against pid reuse: it goes through a pidfd.
     pub(crate) fn kill(&self) {
-        match rustix::process::pidfd_send_signal(&*self.pidfd, rustix::process::Signal::KILL) {
+        self.signal(rustix::process::Signal::KILL);
+    }
+
+    /// Sends `signal` through the pidfd; one that has exited is left alone.
+    pub(crate) fn signal(&self, signal: rustix::process::Signal) {
+        match rustix::process::pidfd_send_signal(&*self.pidfd, signal) {
             Ok(()) | Err(rustix::io::Errno::SRCH) => {}
-            Err(e) => tracing::error!(pid = self.pid, "cannot kill successor: {e}"),
+            Err(e) => tracing::error!(pid = self.pid, ?signal, "cannot signal the child: {e}"),
         }
     }
 }

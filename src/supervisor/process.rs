@@ -18,7 +18,7 @@ use super::machine::{Action, Event, Machine};
 use super::wire::{self, ToSupervisor, ToWorker};
 use crate::machine::Timeouts;
 use crate::runtime::Signal;
-use crate::spawn::{self, Command};
+use crate::spawn::{self, Command, Successor};
 use crate::{inherited::own_pid, notify, pidfile, protocol, sys};
 
 /// Signals forwarded to the serving worker.
@@ -43,7 +43,7 @@ enum Input {
 }
 
 struct Worker {
-    pidfd: Arc<OwnedFd>,
+    process: Successor,
     channel: Arc<OwnedFd>,
     /// Listeners it sent up, until it says ready.
     pending: Vec<(String, OwnedFd)>,
@@ -81,12 +81,9 @@ pub(crate) fn run(config: Config) -> (u8, Option<String>) {
     };
     tracing::info!(pid = own_pid(), "supervising");
     let code = supervisor.run(rx);
-    let reports = Vec::from(std::mem::take(&mut supervisor.reports));
-    let reason = (code != 0 && !reports.is_empty()).then(|| {
-        let mut reports = reports;
-        reports.reverse();
-        reports.join(": ")
-    });
+    let mut reports = Vec::from(std::mem::take(&mut supervisor.reports));
+    reports.reverse();
+    let reason = (code != 0 && !reports.is_empty()).then(|| reports.join(": "));
     (code, reason)
 }
 
@@ -215,10 +212,7 @@ impl Supervisor {
                     wire::VERSION
                 );
                 tracing::error!("{refused}");
-                self.reports.push_back(refused);
-                if self.reports.len() > 2 {
-                    self.reports.pop_front();
-                }
+                self.remember(refused);
                 self.kill(pid);
                 None
             }
@@ -309,10 +303,7 @@ impl Supervisor {
             }
             Action::Report(text) => {
                 tracing::warn!("{text}");
-                if self.reports.len() == 2 {
-                    self.reports.pop_front();
-                }
-                self.reports.push_back(text);
+                self.remember(text);
             }
             Action::Spawn | Action::Exit(_) => unreachable!("handled by the caller"),
         }
@@ -333,7 +324,7 @@ impl Supervisor {
                 self.workers.insert(
                     pid,
                     Worker {
-                        pidfd: started.pidfd,
+                        process: Successor::new(pid, started.pidfd),
                         channel,
                         pending: Vec::new(),
                     },
@@ -376,19 +367,17 @@ impl Supervisor {
         }
     }
 
+    /// Keeps `report` among the last two, for the reason of a failed exit.
+    fn remember(&mut self, report: String) {
+        if self.reports.len() == 2 {
+            self.reports.pop_front();
+        }
+        self.reports.push_back(report);
+    }
+
     fn kill(&self, pid: u32) {
         if let Some(worker) = self.workers.get(&pid) {
-            let kill =
-                rustix::process::pidfd_send_signal(&*worker.pidfd, rustix::process::Signal::KILL);
-            if let Err(e) = kill.or_else(|e| {
-                if e == rustix::io::Errno::SRCH {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }) {
-                tracing::error!(pid, "cannot kill the worker: {e}");
-            }
+            worker.process.kill();
         }
     }
 
@@ -402,7 +391,7 @@ impl Supervisor {
         match rustix::process::Signal::from_named_raw(signal) {
             Some(sig) => {
                 tracing::debug!(pid, signal, "forwarding");
-                let _ = rustix::process::pidfd_send_signal(&*worker.pidfd, sig);
+                worker.process.signal(sig);
             }
             None => tracing::debug!(signal, "cannot forward"),
         }

@@ -28,7 +28,7 @@
 use std::time::{Duration, Instant};
 
 use super::Flavor;
-use crate::harness::client::{RawConn, Request, Target};
+use crate::harness::client::{RawConn, ReadError, Reply, Request, Target};
 use crate::harness::notify::NotifySocket;
 use crate::harness::process::{self, Signal, T5, T10};
 use crate::harness::server::Server;
@@ -57,6 +57,36 @@ pub fn run(flavor: Flavor) {
         "successor stopped while the old generation drains",
         successor_stopped,
     );
+}
+
+/// A request for [`SLOW`] in flight on generation `pid`.
+struct SlowRequest(tokio::task::JoinHandle<Result<Reply, ReadError>>);
+
+impl SlowRequest {
+    /// Sends it and waits until `pid` printed that it started.
+    async fn start(server: &Server, target: &Target, pid: i32) -> SlowRequest {
+        let mut conn = RawConn::connect(target).await;
+        let mark = server.mark();
+        conn.send(Request::Sleep(SLOW))
+            .await
+            .expect("send the slow request");
+        let reply = tokio::spawn(async move { conn.reply().await });
+        let sleeping = format!("sleeping {SLOW} in pid {pid}");
+        server
+            .wait_line(mark, T10, |l| l == sleeping)
+            .expect("the old generation never started the slow request");
+        SlowRequest(reply)
+    }
+
+    /// It completes with 200 from `pid` (bounded).
+    async fn completes_on(self, name: &str, pid: i32) {
+        let reply = tokio::time::timeout(T10, self.0)
+            .await
+            .expect("the slow request did not finish")
+            .expect("the slow request's task");
+        let reply = reply.unwrap_or_else(|e| panic!("[{name}] the slow request: {e}"));
+        assert_eq!((reply.status, reply.pid()), (200, Some(pid)), "{reply:?}");
+    }
 }
 
 /// One request on a new connection, within 5 s; the pid that answered, or
@@ -90,17 +120,7 @@ async fn while_draining(flavor: Flavor) {
     let (server, target) = flavor.serving(Server::spawn(cmd, dir.path()));
     let old = server.first_pid;
 
-    let mut slow_conn = RawConn::connect(&target).await;
-    let mark = server.mark();
-    slow_conn
-        .send(Request::Sleep(SLOW))
-        .await
-        .expect("send the slow request");
-    let slow = tokio::spawn(async move { slow_conn.reply().await });
-    let sleeping = format!("sleeping {SLOW} in pid {old}");
-    server
-        .wait_line(mark, T10, |l| l == sleeping)
-        .expect("the old generation never started the slow request");
+    let slow = SlowRequest::start(&server, &target, old).await;
 
     let new = server.restart(Signal::HUP).new;
     super::new_connections_reach(flavor, &target, old, new).await;
@@ -139,12 +159,7 @@ async fn while_draining(flavor: Flavor) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let slow = tokio::time::timeout(T10, slow)
-        .await
-        .expect("the slow request did not finish")
-        .expect("the slow request's task");
-    let slow = slow.unwrap_or_else(|e| panic!("[{name}] the slow request: {e}"));
-    assert_eq!((slow.status, slow.pid()), (200, Some(old)), "{slow:?}");
+    slow.completes_on(name, old).await;
 
     let lost = server.wait_taken_back(new, old);
     let pid_file = server.pid_file_pid();
@@ -287,25 +302,10 @@ async fn successor_stopped(flavor: Flavor) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (server, target) = flavor.start(dir.path(), &["--stop-timeout", "30"]);
     let old = server.first_pid;
-    let mut slow_conn = RawConn::connect(&target).await;
-    let mark = server.mark();
-    slow_conn
-        .send(Request::Sleep(SLOW))
-        .await
-        .expect("send the slow request");
-    let slow = tokio::spawn(async move { slow_conn.reply().await });
-    let sleeping = format!("sleeping {SLOW} in pid {old}");
-    server
-        .wait_line(mark, T10, |l| l == sleeping)
-        .expect("the old generation never started the slow request");
+    let slow = SlowRequest::start(&server, &target, old).await;
     let new = server.restart(Signal::HUP).new;
     server.terminate(new);
-    let slow = tokio::time::timeout(T10, slow)
-        .await
-        .expect("the slow request did not finish")
-        .expect("the slow request's task");
-    let slow = slow.unwrap_or_else(|e| panic!("[{name}] the slow request: {e}"));
-    assert_eq!((slow.status, slow.pid()), (200, Some(old)), "{slow:?}");
+    slow.completes_on(name, old).await;
     assert!(
         process::wait_gone(old, T10),
         "[{name}] the old generation took the listeners back from a successor that was told \
