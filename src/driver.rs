@@ -95,6 +95,13 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
         self.idle = None;
         self.server.resume();
         tracing::info!("accepting again");
+        // A supervisor that asked for this waits for the answer before it
+        // names this worker the one that serves.
+        if let Some(link) = self.parent.as_ref().filter(|p| p.is_supervisor()) {
+            if let Err(e) = crate::supervisor::wire::send_resumed(link.channel()) {
+                tracing::error!("cannot tell the supervisor: {e}");
+            }
+        }
     }
 
     fn hammer(&mut self) {

@@ -3,8 +3,9 @@
 //! a virtual clock.
 //!
 //! The world answers each `Spawn` at a later move (with a pid, a failure, or a
-//! worker that exits at once), lets live workers say ready or exit, kills
-//! nothing on its own, and delivers each Tick exactly at the machine's
+//! worker that exits at once), lets live workers say ready or exit, lets a
+//! worker told to accept again say it does at a later move, kills nothing on
+//! its own, and delivers each Tick exactly at the machine's
 //! deadline (so backoff delays can be measured), plus a few events that fit no
 //! state. A run ends with a shutdown and settles until the machine exits.
 //! In a "flaky" run every worker exits at once: the crash loop.
@@ -35,6 +36,9 @@ enum Move {
     Shutdown,
     AnswerSpawn(Answer),
     Ready(Index),
+    /// A worker told `Resume` says it accepts again, or (false) exits
+    /// instead: it had finished draining and was on its way out.
+    Resumed(bool),
     Exits(Index, bool),
     /// An event that fits no state: an unknown pid's exit or ready, an early
     /// Tick.
@@ -61,6 +65,7 @@ fn world_move() -> impl Strategy<Value = Move> {
         1 => Just(Move::Shutdown),
         20 => answer.prop_map(Move::AnswerSpawn),
         24 => any::<Index>().prop_map(Move::Ready),
+        10 => prop::bool::weighted(0.6).prop_map(Move::Resumed),
         5 => (any::<Index>(), prop::bool::weighted(0.3)).prop_map(|(i, ok)| Move::Exits(i, ok)),
         4 => (0u8..3).prop_map(Move::Stray),
     ]
@@ -90,6 +95,8 @@ struct Step {
     actions: Vec<Action>,
     current_before: Option<u32>,
     current_after: Option<u32>,
+    taking_back_before: Option<u32>,
+    taking_back_after: Option<u32>,
 }
 
 struct World {
@@ -100,6 +107,7 @@ struct World {
     spawn_pending: bool,
     alive: BTreeSet<u32>,
     said_ready: BTreeSet<u32>,
+    told_resume: BTreeSet<u32>,
     killed: BTreeSet<u32>,
     steps: Vec<Step>,
 }
@@ -115,6 +123,7 @@ impl World {
             spawn_pending: false,
             alive: BTreeSet::new(),
             said_ready: BTreeSet::new(),
+            told_resume: BTreeSet::new(),
             killed: BTreeSet::new(),
             steps: Vec::new(),
         };
@@ -123,12 +132,13 @@ impl World {
     }
 
     fn deliver(&mut self, event: Event) {
-        let current_before = self.m.current();
+        let (current_before, taking_back_before) = (self.m.current(), self.m.taking_back());
         let actions = self.m.on(event.clone(), self.now);
         for a in &actions {
             match a {
                 Action::Spawn => self.spawn_pending = true,
                 Action::Kill { pid } => _ = self.killed.insert(*pid),
+                Action::Resume { pid } => _ = self.told_resume.insert(*pid),
                 _ => {}
             }
         }
@@ -139,6 +149,8 @@ impl World {
             actions,
             current_before,
             current_after,
+            taking_back_before,
+            taking_back_after: self.m.taking_back(),
         });
     }
 
@@ -203,6 +215,17 @@ impl World {
                     let pid = *ix.get(&waiting);
                     self.said_ready.insert(pid);
                     self.deliver(Event::WorkerReady { pid });
+                }
+            }
+            Move::Resumed(answers) => {
+                let told = self.told_resume.intersection(&self.alive).next().copied();
+                if let Some(pid) = told {
+                    self.told_resume.remove(&pid);
+                    if answers {
+                        self.deliver(Event::WorkerResumed { pid });
+                    } else {
+                        self.exit(pid, true);
+                    }
                 }
             }
             Move::Exits(ref ix, success) => {
@@ -322,19 +345,42 @@ fn check(steps: &[Step]) -> Result<(), String> {
                 scheduled = Some(s.at);
             }
         }
-        // p6: a current worker that dies with nothing to take back.
+        // p6: a current worker that dies with nothing to take back, or a
+        // take-back that does not happen: a replacement is due.
+        let nothing_on_its_way = !spawn_pending && !on_its_way(&spawned, &served, &exited);
         if let Some(dead) = s
             .current_before
             .filter(|&p| Some(p) == exited_pid(&s.event))
         {
-            if s.current_after.is_none() && !says(s, "Resume") {
-                if s.at - served[&dead] >= BACKOFF_RESET {
-                    prev_delay = None;
-                }
-                if !spawn_pending && !on_its_way(&spawned, &served, &exited) {
-                    scheduled = Some(s.at);
-                }
+            if s.at - served[&dead] >= BACKOFF_RESET {
+                prev_delay = None;
             }
+            if s.current_after.is_none() && !says(s, "Resume") && nothing_on_its_way {
+                scheduled = Some(s.at);
+            }
+        }
+        let take_back_ended = s.taking_back_before.is_some() && s.taking_back_after.is_none();
+        if take_back_ended && s.current_after.is_none() && !stopping && nothing_on_its_way {
+            scheduled = Some(s.at);
+        }
+        // p9: a worker serves again only once it said it accepts, and then
+        // unless another serves already; nothing serves while the supervisor
+        // waits for that answer.
+        if let Some(back) = s.taking_back_before {
+            let resumed = matches!(s.event, Event::WorkerResumed { pid } if pid == back);
+            let serves = s.current_after == Some(back);
+            if serves != (resumed && s.current_before.is_none() && !stopping) {
+                return fail(format!(
+                    "{back} serves: {serves}; it said it accepts: {resumed}"
+                ));
+            }
+        }
+        let claims = s
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Report(r) if r.contains("took the listeners back")));
+        if claims != (s.taking_back_before.is_some() && s.current_after == s.taking_back_before) {
+            return fail(format!("a take-back reported: {claims}"));
         }
         if let Some(pid) = s.current_after {
             served.entry(pid).or_insert(s.at);
@@ -366,15 +412,24 @@ fn check(steps: &[Step]) -> Result<(), String> {
                         prev_delay = Some(d);
                     }
                 }
-                // p2: never drain the current worker before its successor is ready.
+                // p2: never drain the current worker before its successor is
+                // ready; a worker that says it accepts when it should not
+                // (too late, or another serves) drains again.
                 Action::Drain { pid, successor } => {
                     let ok = match successor {
+                        _ if matches!(s.event, Event::WorkerResumed { pid: p } if p == *pid) => {
+                            drained.contains(pid) && *successor == s.current_before
+                        }
                         Some(new) => {
                             matches!(s.event, Event::WorkerReady { pid } if pid == *new)
                                 && s.current_before == Some(*pid)
                                 && s.current_after == Some(*new)
                         }
-                        None => stopping && s.current_before == Some(*pid),
+                        None => {
+                            stopping
+                                && (s.current_before == Some(*pid)
+                                    || s.taking_back_before == Some(*pid))
+                        }
                     };
                     if !ok {
                         return fail(format!("{a:?} too early"));
@@ -469,7 +524,14 @@ fn generated_runs_reach_the_tricky_paths() {
         for st in run(&s) {
             for a in &st.actions {
                 seen.insert(match a {
-                    Action::Resume { .. } => "take-back",
+                    Action::Resume { .. } => "take-back asked",
+                    Action::Report(r) if r.contains("took the listeners back") => {
+                        "take-back answered"
+                    }
+                    Action::Report(r) if r.contains("asked to take the listeners back, exited") => {
+                        "take-back asked of a worker that exits"
+                    }
+                    Action::Report(r) if r.contains("did not answer") => "take-back unanswered",
                     Action::Drain {
                         successor: Some(_), ..
                     } => "drain for a successor",
@@ -491,7 +553,10 @@ fn generated_runs_reach_the_tricky_paths() {
     }
     eprintln!("paths reached in 2000 runs: {counts:#?}");
     for path in [
-        "take-back",
+        "take-back asked",
+        "take-back answered",
+        "take-back asked of a worker that exits",
+        "take-back unanswered",
         "drain for a successor",
         "kill at a deadline",
         "kill a starting worker on shutdown",

@@ -14,8 +14,9 @@
 //!   timeout: kill it), the current worker serves on: answer with the error,
 //!   `READY=1`, STATUS.
 //! - **Failure after ready:** if the new worker dies while the previous one
-//!   still drains, tell the previous one to resume: it is the current worker
-//!   again (STATUS, report).
+//!   still drains, tell the previous one to resume; once it says it accepts
+//!   ([`Event::WorkerResumed`]) it is the current worker again (`READY=1`,
+//!   STATUS, report).
 //! - **A worker that dies unexpectedly** (the current one, with nothing to
 //!   take back) is replaced after a backoff: 100 ms, doubling up to 10 s,
 //!   reset once a worker has been ready for 10 s. Connections wait in the
@@ -53,10 +54,14 @@
 //!   after a restart that failed; the pid file is written once, at the first
 //!   ready.
 //! - **Take-back**: when the serving worker dies, the most recently drained
-//!   worker that still drains (and was not killed) resumes, whatever it was
-//!   drained for; only with none is the worker replaced after a backoff. A
-//!   restart on its way meanwhile goes on and, once ready, drains the one
-//!   taken back.
+//!   worker that still drains (and was not killed) is told to resume,
+//!   whatever it was drained for; only with none is the worker replaced after
+//!   a backoff. Nothing serves until it answers. If it exits first (it had
+//!   finished draining and was on its way out) or has not answered within
+//!   [`TAKE_BACK_WAIT`], the dead worker is replaced after a backoff; an
+//!   answer after that, or after another worker became ready, drains it
+//!   again. A restart on its way meanwhile goes on and, once ready, drains
+//!   the one taken back.
 //! - **Draining workers** are killed at stop + kill + [`KILL_MARGIN`] after
 //!   their drain, or at the shutdown's deadline if that is earlier.
 //! - **The exit status** reflects the shutdown: 0 if a worker had been ready,
@@ -88,6 +93,9 @@ pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long a worker must have been ready for the backoff to start over.
 pub const BACKOFF_RESET: Duration = Duration::from_secs(10);
+/// How long a draining worker told to accept again ([`Action::Resume`]) has
+/// to say it does before the supervisor starts a replacement instead.
+pub const TAKE_BACK_WAIT: Duration = Duration::from_secs(1);
 
 /// Something that happened to the supervisor.
 #[derive(Debug, Clone)]
@@ -108,6 +116,12 @@ pub enum Event {
     SpawnFailed(Error),
     /// A worker said it accepts (and handed its listeners up).
     WorkerReady {
+        /// Its pid.
+        pid: u32,
+    },
+    /// A draining worker told to accept again ([`Action::Resume`]) said it
+    /// does.
+    WorkerResumed {
         /// Its pid.
         pid: u32,
     },
@@ -140,6 +154,7 @@ pub enum Action {
         successor: Option<u32>,
     },
     /// Tell worker `pid` to accept again: its successor died after ready.
+    /// It serves once it says so ([`Event::WorkerResumed`]).
     Resume {
         /// The worker.
         pid: u32,
@@ -242,6 +257,17 @@ struct Leaving {
     spared: bool,
 }
 
+/// A draining worker told to accept again because the worker that served
+/// died, until it says it does, exits, or [`TAKE_BACK_WAIT`] passes.
+#[derive(Debug, Clone)]
+struct TakeBack {
+    worker: Leaving,
+    /// The worker that died, and how.
+    lost: u32,
+    status: String,
+    deadline: Instant,
+}
+
 /// The supervisor's state machine.
 #[derive(Debug, Clone)]
 pub struct Machine {
@@ -251,6 +277,7 @@ pub struct Machine {
     current: Option<Serving>,
     starting: Starting,
     leaving: Vec<Leaving>,
+    taking_back: Option<TakeBack>,
     /// A restart request waits for its answer.
     restart_asked: bool,
     ever_ready: bool,
@@ -273,6 +300,7 @@ impl Machine {
             current: None,
             starting: Starting::No,
             leaving: Vec::new(),
+            taking_back: None,
             restart_asked: false,
             ever_ready: false,
             failed_starts: 0,
@@ -302,6 +330,7 @@ impl Machine {
             (_, Event::WorkerSpawned { pid }) => self.on_spawned(pid, now, &mut out),
             (_, Event::SpawnFailed(error)) => self.on_spawn_failed(error, now, &mut out),
             (_, Event::WorkerReady { pid }) => self.on_ready(pid, now, &mut out),
+            (_, Event::WorkerResumed { pid }) => self.on_resumed(pid, &mut out),
             (
                 _,
                 Event::WorkerExited {
@@ -323,7 +352,8 @@ impl Machine {
             _ => None,
         };
         let kills = self.leaving.iter().filter(|w| !w.killed).map(|w| w.kill_at);
-        starting.into_iter().chain(kills).min()
+        let take_back = self.taking_back.as_ref().map(|t| t.deadline);
+        starting.into_iter().chain(take_back).chain(kills).min()
     }
 
     /// The worker that serves (ready and not draining), if any.
@@ -335,6 +365,12 @@ impl Machine {
     /// first.
     pub fn draining(&self) -> Vec<u32> {
         self.leaving.iter().map(|w| w.pid).collect()
+    }
+
+    /// The draining worker told to accept again that has not said it does
+    /// yet, if any.
+    pub fn taking_back(&self) -> Option<u32> {
+        self.taking_back.as_ref().map(|t| t.worker.pid)
     }
 
     /// Whether [`Action::Exit`] was said.
@@ -440,6 +476,10 @@ impl Machine {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
+        if let Some(t) = self.taking_back.take_if(|t| t.worker.pid == pid) {
+            self.take_back_failed(t, &format!("exited ({status})"), now, out);
+            return;
+        }
         if let Some(i) = self.leaving.iter().position(|w| w.pid == pid) {
             let left = self.leaving.remove(i);
             if let Phase::ShuttingDown = self.phase {
@@ -529,35 +569,101 @@ impl Machine {
         ))));
     }
 
-    /// The serving worker exited: take the previous one back if it still
-    /// drains, else replace it.
+    /// The serving worker exited: ask the previous one to take the listeners
+    /// back if it still drains, else replace it.
     fn current_died(&mut self, dead: Serving, status: String, now: Instant, out: &mut Vec<Action>) {
         let pid = dead.pid;
-        if let Some(i) = self.leaving.iter().rposition(|w| !w.killed) {
-            let previous = self.leaving.remove(i);
-            self.current = Some(Serving {
-                pid: previous.pid,
-                since: previous.since,
-            });
-            out.push(Action::Resume { pid: previous.pid });
-            out.push(Action::Report(format!(
-                "worker pid {pid} exited after it was ready ({status}); \
-                 worker pid {} took the listeners back",
-                previous.pid
-            )));
-            out.push(Action::Notify(Notify::Ready { main_pid: self.pid }));
-            out.push(Action::Notify(Notify::Status(format!(
-                "serving: worker pid {} again (worker pid {pid} exited: {status})",
-                previous.pid
-            ))));
-            return;
-        }
         if now.saturating_duration_since(dead.since) >= BACKOFF_RESET {
             self.backoff = BACKOFF_MIN;
+        }
+        // Only the newest draining worker: an older one drained for it.
+        let newest = self.leaving.iter().rposition(|w| !w.killed);
+        if let Some(i) = newest.filter(|_| self.taking_back.is_none()) {
+            let previous = self.leaving.remove(i);
+            out.push(Action::Resume { pid: previous.pid });
+            out.push(Action::Notify(Notify::Status(format!(
+                "worker pid {pid} exited ({status}); worker pid {} is asked to take the \
+                 listeners back",
+                previous.pid
+            ))));
+            self.taking_back = Some(TakeBack {
+                worker: previous,
+                lost: pid,
+                status,
+                deadline: now + TAKE_BACK_WAIT,
+            });
+            return;
         }
         out.push(Action::Report(format!(
             "worker pid {pid} exited unexpectedly ({status}); replacing it"
         )));
+        self.replace(pid, &status, now, out);
+    }
+
+    /// The draining worker asked to take the listeners back said it accepts
+    /// again: it serves, unless another worker became ready meanwhile.
+    fn on_resumed(&mut self, pid: u32, out: &mut Vec<Action>) {
+        let Some(t) = self.taking_back.take_if(|t| t.worker.pid == pid) else {
+            // Too late (a replacement was started): it drains again.
+            if self.leaving.iter().any(|w| w.pid == pid && !w.killed) {
+                out.push(Action::Drain {
+                    pid,
+                    successor: self.current.map(|w| w.pid),
+                });
+            }
+            return;
+        };
+        let (lost, status) = (t.lost, t.status);
+        if let Some(current) = self.current {
+            // A restart's new worker was ready first: this one drains again.
+            out.push(Action::Drain {
+                pid,
+                successor: Some(current.pid),
+            });
+            self.leaving.push(t.worker);
+            return;
+        }
+        if let Phase::ShuttingDown = self.phase {
+            self.leaving.push(t.worker);
+            return;
+        }
+        self.current = Some(Serving {
+            pid,
+            since: t.worker.since,
+        });
+        out.push(Action::Report(format!(
+            "worker pid {lost} exited after it was ready ({status}); \
+             worker pid {pid} took the listeners back"
+        )));
+        out.push(Action::Notify(Notify::Ready { main_pid: self.pid }));
+        out.push(Action::Notify(Notify::Status(format!(
+            "serving: worker pid {pid} again (worker pid {lost} exited: {status})"
+        ))));
+    }
+
+    /// The take-back did not happen (`why`: what became of the draining
+    /// worker): the worker that died is replaced.
+    fn take_back_failed(&mut self, t: TakeBack, why: &str, now: Instant, out: &mut Vec<Action>) {
+        let (lost, status, back) = (t.lost, t.status, t.worker.pid);
+        if !matches!(self.phase, Phase::Running) {
+            return self.maybe_exit(out);
+        }
+        let then = match self.current {
+            Some(current) => format!("worker pid {} serves", current.pid),
+            None => "replacing it".into(),
+        };
+        out.push(Action::Report(format!(
+            "worker pid {lost} exited unexpectedly ({status}); worker pid {back}, asked to take \
+             the listeners back, {why}; {then}"
+        )));
+        if self.current.is_none() {
+            self.replace(lost, &status, now, out);
+        }
+    }
+
+    /// Nothing serves since worker `pid` exited: a worker on its way
+    /// replaces it, or a new one after a backoff.
+    fn replace(&mut self, pid: u32, status: &str, now: Instant, out: &mut Vec<Action>) {
         match self.starting {
             // The worker on its way replaces it.
             Starting::No => self.respawn_after_backoff(now, out),
@@ -575,6 +681,14 @@ impl Machine {
         out.push(Action::Notify(Notify::Stopping));
         out.push(Action::Notify(Notify::Status(status)));
         let kill_at = now + drain_bound(self.timeouts);
+        if let Some(t) = self.taking_back.take() {
+            // Told to accept again: it may, so it is told to drain too.
+            out.push(Action::Drain {
+                pid: t.worker.pid,
+                successor: None,
+            });
+            self.leaving.push(t.worker);
+        }
         for w in &mut self.leaving {
             w.kill_at = w.kill_at.min(kill_at);
         }
@@ -640,6 +754,13 @@ impl Machine {
                 }
                 _ => {}
             }
+        }
+        if let Some(t) = self.taking_back.take_if(|t| now >= t.deadline) {
+            // It drains on, within its bound; if it answers late, it is told
+            // to drain again.
+            self.leaving.push(t.worker);
+            let why = format!("did not answer within {TAKE_BACK_WAIT:?}");
+            self.take_back_failed(t, &why, now, out);
         }
         let shutting_down = matches!(self.phase, Phase::ShuttingDown);
         for w in &mut self.leaving {
@@ -826,9 +947,9 @@ mod tests {
         assert_eq!(m.deadline(), None, "no backoff: a worker serves");
     }
 
-    #[test]
-    fn a_new_worker_that_dies_after_ready_hands_back_to_the_draining_one() {
-        let t0 = Instant::now();
+    /// Worker 10 drains for 11, which dies after ready at t0 + 1 s: 10 is
+    /// asked to take the listeners back.
+    fn taking_back(t0: Instant) -> Machine {
         let mut m = restarting(t0, 11);
         m.on(Event::WorkerReady { pid: 11 }, t0);
         let acts = m.on(exited(11, false), t0 + secs(1));
@@ -836,17 +957,135 @@ mod tests {
             &acts[..],
             [
                 Action::Resume { pid: 10 },
+                Action::Notify(Notify::Status(_))
+            ]
+        ));
+        assert_eq!(m.current(), None, "nothing serves until 10 says it does");
+        assert_eq!(m.taking_back(), Some(10));
+        assert_eq!(m.deadline(), Some(t0 + secs(1) + TAKE_BACK_WAIT));
+        m
+    }
+
+    #[test]
+    fn a_new_worker_that_dies_after_ready_hands_back_to_the_draining_one() {
+        let t0 = Instant::now();
+        let mut m = taking_back(t0);
+        let acts = m.on(Event::WorkerResumed { pid: 10 }, t0 + secs(1));
+        assert!(matches!(
+            &acts[..],
+            [
                 Action::Report(_),
                 Action::Notify(Notify::Ready { main_pid: SUP }),
                 Action::Notify(Notify::Status(_)),
             ]
         ));
+        let Action::Report(report) = &acts[0] else {
+            unreachable!()
+        };
+        assert!(
+            report.contains("worker pid 10 took the listeners back"),
+            "{report}"
+        );
         assert_eq!(m.current(), Some(10));
         assert!(m.draining().is_empty());
         assert_eq!(m.deadline(), None, "no kill deadline any more");
         assert_eq!(
             names(&m.on(Event::RestartRequested, t0 + secs(2))),
             ["Notify", "Notify", "Spawn"]
+        );
+    }
+
+    #[test]
+    fn a_draining_worker_that_exits_before_it_takes_back_is_replaced() {
+        let t0 = Instant::now();
+        let mut m = taking_back(t0);
+        let acts = m.on(exited(10, true), t0 + secs(1));
+        assert_eq!(names(&acts), ["Report", "Notify"]);
+        let Action::Report(report) = &acts[0] else {
+            unreachable!()
+        };
+        assert!(
+            report.starts_with("worker pid 11 exited unexpectedly")
+                && report.contains("worker pid 10, asked to take the listeners back, exited")
+                && report.ends_with("replacing it"),
+            "{report}"
+        );
+        assert_eq!(m.taking_back(), None);
+        assert_eq!(m.deadline(), Some(t0 + secs(1) + BACKOFF_MIN));
+        assert_eq!(names(&m.on(Event::Tick, t0 + secs(2))), ["Notify", "Spawn"]);
+        // An answer from a worker that is gone changes nothing.
+        assert!(
+            m.on(Event::WorkerResumed { pid: 10 }, t0 + secs(2))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_draining_worker_that_does_not_answer_is_replaced_and_told_to_drain_if_it_answers_late() {
+        let t0 = Instant::now();
+        let mut m = taking_back(t0);
+        let wait_over = t0 + secs(1) + TAKE_BACK_WAIT;
+        assert!(m.on(Event::Tick, wait_over - secs(1) / 2).is_empty());
+        let acts = m.on(Event::Tick, wait_over);
+        assert_eq!(names(&acts), ["Report", "Notify"]);
+        assert_eq!(m.taking_back(), None);
+        assert_eq!(m.draining(), [10], "it drains on, within its bound");
+        m.on(Event::Tick, wait_over + BACKOFF_MIN);
+        m.on(Event::WorkerSpawned { pid: 12 }, wait_over + BACKOFF_MIN);
+        let acts = m.on(Event::WorkerResumed { pid: 10 }, wait_over + secs(1));
+        assert!(
+            matches!(
+                &acts[..],
+                [Action::Drain {
+                    pid: 10,
+                    successor: None
+                }]
+            ),
+            "{acts:?}"
+        );
+        let acts = m.on(Event::WorkerReady { pid: 12 }, wait_over + secs(1));
+        assert_eq!(m.current(), Some(12), "{acts:?}");
+    }
+
+    #[test]
+    fn a_worker_ready_while_another_takes_back_serves_and_the_other_drains_again() {
+        let t0 = Instant::now();
+        let mut m = taking_back(t0);
+        m.on(Event::RestartRequested, t0 + secs(1));
+        m.on(Event::WorkerSpawned { pid: 12 }, t0 + secs(1));
+        m.on(Event::WorkerReady { pid: 12 }, t0 + secs(1));
+        assert_eq!(m.current(), Some(12));
+        let acts = m.on(Event::WorkerResumed { pid: 10 }, t0 + secs(1));
+        assert!(matches!(
+            &acts[..],
+            [Action::Drain {
+                pid: 10,
+                successor: Some(12)
+            }]
+        ));
+        assert_eq!(m.draining(), [10]);
+    }
+
+    #[test]
+    fn a_shutdown_while_taking_back_drains_that_worker_too() {
+        let t0 = Instant::now();
+        let mut m = taking_back(t0);
+        let acts = m.on(Event::ShutdownRequested, t0 + secs(1));
+        assert!(
+            acts.iter().any(|a| matches!(
+                a,
+                Action::Drain {
+                    pid: 10,
+                    successor: None
+                }
+            )),
+            "{acts:?}"
+        );
+        assert!(m.on(Event::WorkerResumed { pid: 10 }, t0 + secs(1)).len() <= 1);
+        let acts = m.on(exited(10, true), t0 + secs(2));
+        assert!(
+            matches!(&acts[..], [Action::RemovePidFile, Action::Exit(0)]),
+            "{acts:?}"
         );
     }
 

@@ -221,6 +221,10 @@ impl Supervisor {
                 self.askers.push(pid);
                 Some(Event::RestartRequested)
             }
+            ToSupervisor::Resumed => {
+                tracing::info!(pid, "worker accepts again");
+                Some(Event::WorkerResumed { pid })
+            }
         }
     }
 

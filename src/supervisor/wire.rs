@@ -26,6 +26,8 @@ pub(crate) enum ToSupervisor {
     Ready { version: Option<u32> },
     /// The worker asks for a restart (`H`).
     Restart,
+    /// The worker accepts again, as it was told (`U`).
+    Resumed,
 }
 
 /// What a supervisor tells its worker.
@@ -76,6 +78,9 @@ fn recv(channel: BorrowedFd<'_>) -> std::io::Result<Option<(String, Vec<OwnedFd>
         ) {
             Ok(msg) => break msg,
             Err(rustix::io::Errno::INTR) => continue,
+            // The other side closed with our last message unread: it is
+            // gone, as at end-of-file.
+            Err(rustix::io::Errno::CONNRESET) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
     };
@@ -123,6 +128,11 @@ pub(crate) fn send_restart(channel: BorrowedFd<'_>) -> std::io::Result<()> {
     send(channel, "H\n", &[])
 }
 
+/// Worker side: says it accepts again (the answer to `U`).
+pub(crate) fn send_resumed(channel: BorrowedFd<'_>) -> std::io::Result<()> {
+    send(channel, "U\n", &[])
+}
+
 /// Supervisor side: the next message from a worker; `None` at end-of-file.
 pub(crate) fn recv_from_worker(channel: BorrowedFd<'_>) -> std::io::Result<Option<ToSupervisor>> {
     let Some((text, fds)) = recv(channel)? else {
@@ -139,6 +149,7 @@ pub(crate) fn recv_from_worker(channel: BorrowedFd<'_>) -> std::io::Result<Optio
             ToSupervisor::Listeners(names.into_iter().zip(fds).collect())
         }
         "H" => ToSupervisor::Restart,
+        "U" => ToSupervisor::Resumed,
         // A worker of protocol 1 without supervision says `R` alone.
         "R" => ToSupervisor::Ready { version: None },
         _ => match head.strip_prefix("R ") {
@@ -215,6 +226,7 @@ mod tests {
             .collect();
         send_ready(worker.as_fd(), &listeners).unwrap();
         send_restart(worker.as_fd()).unwrap();
+        send_resumed(worker.as_fd()).unwrap();
         let mut got = Vec::new();
         loop {
             match recv_from_worker(supervisor.as_fd()).unwrap().unwrap() {
@@ -223,7 +235,7 @@ mod tests {
                     assert_eq!(version, Some(VERSION));
                     break;
                 }
-                ToSupervisor::Restart => panic!("restart before ready"),
+                other => panic!("{other:?} before ready"),
             }
         }
         assert_eq!(got.len(), 250);
@@ -231,6 +243,10 @@ mod tests {
         assert!(matches!(
             recv_from_worker(supervisor.as_fd()).unwrap(),
             Some(ToSupervisor::Restart)
+        ));
+        assert!(matches!(
+            recv_from_worker(supervisor.as_fd()).unwrap(),
+            Some(ToSupervisor::Resumed)
         ));
         for message in [
             ToWorker::Drain { successor: Some(7) },
@@ -250,6 +266,14 @@ mod tests {
         }
         drop(supervisor);
         assert!(recv_from_supervisor(worker.as_fd()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_peer_gone_with_a_message_unread_is_end_of_file() {
+        let (worker, supervisor) = pair();
+        send_to_worker(supervisor.as_fd(), &ToWorker::Resume).unwrap();
+        drop(worker);
+        assert!(recv_from_worker(supervisor.as_fd()).unwrap().is_none());
     }
 
     #[test]
