@@ -19,6 +19,10 @@ pub const ENV_LISTEN_FDS: &str = "LISTEN_FDS";
 pub const ENV_LISTEN_PID: &str = "LISTEN_PID";
 /// Colon-separated names of the inherited sockets (systemd).
 pub const ENV_LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
+/// The pidfd inode id of the process the sockets are meant for (systemd 256
+/// and later, beside `LISTEN_PID`). Not read; removed like the others so it
+/// never reaches a child.
+pub const ENV_LISTEN_PIDFDID: &str = "LISTEN_PIDFDID";
 /// Protocol version spoken by the parent.
 pub const ENV_PROTOCOL: &str = "HANDOFF_PROTOCOL";
 /// Descriptor of the channel to the parent.
@@ -29,9 +33,10 @@ pub const ENV_SUPERVISOR: &str = "HANDOFF_SUPERVISOR";
 /// The supervisor exchange version this build speaks.
 pub const SUPERVISOR_VERSION: u32 = 1;
 /// Every variable of the protocol; all are removed from the environment once read.
-pub const ALL_VARS: [&str; 6] = [
+pub const ALL_VARS: [&str; 7] = [
     ENV_LISTEN_FDS,
     ENV_LISTEN_PID,
+    ENV_LISTEN_PIDFDID,
     ENV_LISTEN_FDNAMES,
     ENV_PROTOCOL,
     ENV_CHANNEL_FD,
@@ -56,7 +61,8 @@ const MAX_QUOTED: usize = 64;
 /// Where the inherited descriptors come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// systemd (or another socket activator) set `LISTEN_PID` to our pid.
+    /// systemd (or another socket activator) set `LISTEN_PID` to our pid, or
+    /// left it unset with no handoff parent either (systemfd, for listenfd).
     Activator,
     /// A handoff parent; identity is confirmed over the channel at this fd.
     Parent {
@@ -164,11 +170,10 @@ pub fn parse(get: impl Fn(&str) -> Option<String>, own_pid: u32) -> Result<Parse
             };
             Source::Parent { channel_fd }
         }
-        (None, None) => {
-            return Ok(Parsed::Ignored(format!(
-                "{ENV_LISTEN_FDS} is set but {ENV_LISTEN_PID} is not"
-            )));
-        }
+        // No pid to check and no handoff parent: systemfd and other tools
+        // for the listenfd crate pass sockets this way (a spawning process
+        // cannot know the pid in advance), and listenfd takes them.
+        (None, None) => Source::Activator,
     };
 
     let names = match get(ENV_LISTEN_FDNAMES) {
@@ -271,10 +276,17 @@ mod tests {
             run(&[("LISTEN_FDS", "1"), ("LISTEN_PID", "7")]).unwrap(),
             Parsed::Ignored(_)
         ));
-        assert!(matches!(
+    }
+
+    #[test]
+    fn no_pid_and_no_parent_is_taken_as_listenfd_does() {
+        assert_eq!(
             run(&[("LISTEN_FDS", "1")]).unwrap(),
-            Parsed::Ignored(_)
-        ));
+            Parsed::Take(Plan {
+                names: vec![UNNAMED.into()],
+                source: Source::Activator
+            })
+        );
     }
 
     #[test]

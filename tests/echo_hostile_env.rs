@@ -79,14 +79,21 @@ elif case == 'pid_other_process':
     listener()
     env.update(LISTEN_FDS='1', LISTEN_PID=str(os.getppid()))
 elif case == 'pid_unset':
-    listener()
+    # systemfd's way (for the listenfd crate): no LISTEN_PID, no handoff parent.
+    port = listener()
     env.update(LISTEN_FDS='1')
+    args += ['--listen', '127.0.0.1:%d' % port]
 elif case == 'pid_garbage':
     listener()
     env.update(LISTEN_FDS='1', LISTEN_PID='not-a-pid')
 elif case == 'control_inherited':
     port = listener()
     env.update(LISTEN_FDS='1', LISTEN_PID=me)
+    args += ['--listen', '127.0.0.1:%d' % port]
+elif case == 'systemd_256':
+    # As systemd 256 and later activate: with LISTEN_PIDFDID too.
+    port = listener()
+    env.update(LISTEN_FDS='1', LISTEN_PID=me, LISTEN_PIDFDID='4242', LISTEN_FDNAMES=LISTENER_NAME)
     args += ['--listen', '127.0.0.1:%d' % port]
 elif case == 'fdnames_mismatch':
     port = listener()
@@ -338,9 +345,11 @@ fn listen_pid_of_another_process_is_ignored() {
     run_case("pid_other_process", Expect::ServeFresh);
 }
 
+/// systemfd (for the listenfd crate) sets `LISTEN_FDS` without `LISTEN_PID`;
+/// with no handoff parent either, the socket is taken, as listenfd does.
 #[test]
-fn listen_pid_unset_is_ignored() {
-    run_case("pid_unset", Expect::ServeFresh);
+fn listen_pid_unset_is_taken_as_listenfd_does() {
+    run_case("pid_unset", Expect::ServeInherited);
 }
 
 /// systemd's sd_listen_fds treats an unparsable LISTEN_PID as an error; a
@@ -354,6 +363,55 @@ fn listen_pid_garbage_is_ignored_or_named() {
 #[test]
 fn control_valid_inherited_listener_is_used() {
     run_case("control_inherited", Expect::ServeInherited);
+}
+
+/// Activated as systemd 256 does (`LISTEN_PIDFDID` too), then restarted: the
+/// successor gets the sockets under handoff's protocol, and none of
+/// systemd's variables, which name the first process, reach it.
+#[test]
+fn systemd_variables_do_not_leak_to_the_successor() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let pid_file = dir.path().join("echo.pid");
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(WRAPPER).arg(server::example("echo"));
+    cmd.arg("--pid-file").arg(&pid_file);
+    cmd.env("HOSTILE_CASE", "systemd_256")
+        .env("HOSTILE_SCRATCH", dir.path())
+        .env("HOSTILE_LISTENER_NAME", LISTENER_NAME);
+    let server = Server::spawn(cmd, dir.path());
+    let Startup::Serving(first) = startup(&server, T10) else {
+        panic!("did not serve\n{}", server.diagnostics());
+    };
+    let fd3_port: Option<u16> = server
+        .lines()
+        .iter()
+        .find_map(|l| l.strip_prefix("wrapper fd3 port ")?.trim().parse().ok());
+    assert_eq!(
+        Some(Target::of(&first).socket_addr().port()),
+        fd3_port,
+        "serves on the activated socket"
+    );
+    let r = server.restart(Signal::HUP);
+    let environ = std::fs::read(format!("/proc/{}/environ", r.new))
+        .unwrap_or_else(|e| panic!("the successor's environment: {e}"));
+    let vars: Vec<String> = environ
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let leaked: Vec<&String> = vars
+        .iter()
+        .filter(|v| v.starts_with("LISTEN_PID=") || v.starts_with("LISTEN_PIDFDID="))
+        .collect();
+    assert!(leaked.is_empty(), "leaked to the successor: {leaked:?}");
+    assert!(
+        vars.iter().any(|v| v == "LISTEN_FDS=1"),
+        "the successor gets the socket by handoff's protocol: {vars:?}"
+    );
+    println!(
+        "successor {} of an activated {}: LISTEN_FDS=1, no LISTEN_PID, no LISTEN_PIDFDID",
+        r.new, r.old
+    );
+    server.terminate(r.new);
 }
 
 #[test]
