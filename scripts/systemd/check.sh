@@ -17,13 +17,15 @@ target=${CARGO_TARGET_DIR:-$repo/target}
 
 "$here/root.sh" "$root" || exit 1
 (cd "$repo" && cargo build --release --quiet --example demo --features tokio,hyper,tls) || exit 1
-examples=$(realpath "$target/release/examples")
+bin=$(mktemp -d /tmp/handoff-bin.XXXXXX)
+trap 'rm -rf "$bin"' EXIT
 
 status=0
 for unit in reexec-notify reexec-notify-reload supervise-notify supervise-notify-reload; do
     out=$(mktemp /tmp/handoff-check.XXXXXX)
-    "$here/boot.sh" --bind-ro "$examples:/usr/local/bin" --host "$root" -- \
-        "$here/scenario.sh" "$repo/docs/deploy/systemd/$unit.service" "$port" >"$out" 2>&1
+    cp "$target/release/examples/demo" "$bin/demo"
+    "$here/boot.sh" --bind-ro "$bin:/usr/local/bin" --host "$root" -- \
+        "$here/scenario.sh" "$repo/docs/deploy/systemd/$unit.service" "$port" "$bin" >"$out" 2>&1
     rc=$?
     echo "== $unit: $([ $rc -eq 0 ] && echo ok || echo FAILED)"
     if [ $rc -eq 0 ]; then

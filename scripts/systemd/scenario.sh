@@ -3,23 +3,33 @@
 # booted by boot.sh --host (it reads SYSD_ROOT and SYSD_LEADER):
 #   1. installs docs/deploy/systemd/demo.socket and the given service file as
 #      demo.service (their 127.0.0.1:8080 replaced by 127.0.0.1:PORT), starts both;
-#   2. loads 127.0.0.1:PORT with oha while doing RELOADS `systemctl reload`s,
-#      each once the previous one is done (GET / answers from another pid);
-#   3. `systemctl stop demo.service demo.socket` with a 1 s request in flight;
-#   4. prints what it saw as KEY=VALUE lines, and the journal of the unit.
+#   2. loads 127.0.0.1:PORT with oha (GET, and POST /echo with a body) while
+#      doing RELOADS `systemctl reload`s, each once the previous one is done
+#      (GET / answers from another pid);
+#   3. still under load, installs a bad build at ExecStart's path (it exits at
+#      once) and reloads: the failure must show in StatusText, the unit stay
+#      active on the same MainPID and served pid; then puts the good build
+#      back and reloads once more;
+#   4. `systemctl stop demo.service demo.socket` with a 1 s request in flight;
+#   5. prints what it saw as KEY=VALUE lines, and the journal of the unit.
 #
-#   scripts/systemd/boot.sh --bind-ro target/release/examples:/usr/local/bin --host ROOT -- \
-#       scripts/systemd/scenario.sh docs/deploy/systemd/reexec-notify.service 18080
+#   scripts/systemd/boot.sh --bind-ro BIN:/usr/local/bin --host ROOT -- \
+#       scripts/systemd/scenario.sh docs/deploy/systemd/reexec-notify.service 18080 BIN
 #
-# The demo binary must be at /usr/local/bin/demo inside. Exit status 0 when
-# every check held (0 failed requests, reloads exited 0, the 1 s request
-# completed, the unit ended inactive), 1 otherwise.
+# BIN is a host directory holding the demo binary as `demo`, bound at
+# /usr/local/bin inside; the script swaps the file in BIN for the bad build
+# (by rename, so running processes keep theirs) and back. Exit status 0 when
+# every check held (0 failed requests, reloads exited 0, the bad build was
+# refused with the service unharmed, the 1 s request completed, the unit ended
+# inactive), 1 otherwise.
 set -uo pipefail
 
-[ $# -ge 2 ] || { echo "usage: $0 SERVICE_FILE PORT [RELOADS]" >&2; exit 2; }
+[ $# -ge 3 ] || { echo "usage: $0 SERVICE_FILE PORT BIN [RELOADS]" >&2; exit 2; }
 service_file=$1
 port=$2
-reloads=${3:-5}
+bin=$3
+reloads=${4:-5}
+[ -x "$bin/demo" ] || { echo "scenario.sh: no executable $bin/demo" >&2; exit 2; }
 : "${SYSD_ROOT:?run under boot.sh --host}" "${SYSD_LEADER:?run under boot.sh --host}"
 here=$(dirname "$(realpath "$0")")
 units=$(realpath "$here/../../docs/deploy/systemd")
@@ -30,9 +40,12 @@ ok=1
 fail() { echo "FAIL: $*"; ok=0; }
 
 oha_pid=""
+oha_post_pid=""
 curl_pid=""
 cleanup() {
+    [ -f "$work/demo.good" ] && mv -f "$work/demo.good" "$bin/demo"
     [ -n "$oha_pid" ] && kill "$oha_pid" 2>/dev/null && wait "$oha_pid" 2>/dev/null
+    [ -n "$oha_post_pid" ] && kill "$oha_post_pid" 2>/dev/null && wait "$oha_post_pid" 2>/dev/null
     [ -n "$curl_pid" ] && kill "$curl_pid" 2>/dev/null && wait "$curl_pid" 2>/dev/null
     inside systemctl stop demo.service demo.socket >/dev/null 2>&1
 }
@@ -67,10 +80,16 @@ pid=$(wait_served_other 0) || { fail "never served"; exit 1; }
 main=$(inside systemctl show -P MainPID demo.service)
 echo "START main_pid=$main served_pid=$pid"
 
-oha -z 30s -c 16 -w --no-tui --output-format json -o "$work/oha.json" "$url/" &
+# Load for the whole reload phase (ended below): GETs, and POSTs with a body
+# (a client must never see a POST fail: it cannot be retried).
+oha -z 120s -c 12 -w --no-tui --output-format json -o "$work/oha.json" "$url/" &
 oha_pid=$!
+oha -z 120s -c 4 -w --no-tui --output-format json -o "$work/oha-post.json" \
+    -m POST -d 'a request body for /echo' "$url/echo" &
+oha_post_pid=$!
 sleep 0.5   # pacing: load before the first reload (and oha has its SIGINT handler)
-for i in $(seq "$reloads"); do
+reload() {   # reload LABEL: a good reload; prints its line
+    local before_main before_served t0 t1 t2 status served after_main state
     before_main=$(inside systemctl show -P MainPID demo.service)
     before_served=$(served_pid)
     t0=$(now_ms)
@@ -82,23 +101,66 @@ for i in $(seq "$reloads"); do
     # MainPID once the new generation said READY=1 (it may lag the served pid).
     after_main=$(inside systemctl show -P MainPID demo.service)
     state=$(inside systemctl show -P ActiveState demo.service)
-    echo "RELOAD $i exit=$status reload_ms=$((t1 - t0)) new_served_after_ms=$((t2 - t0))" \
+    echo "RELOAD $1 exit=$status reload_ms=$((t1 - t0)) new_served_after_ms=$((t2 - t0))" \
         "main_pid=$before_main->$after_main served_pid=$before_served->$served state=$state"
-    [ "$status" -eq 0 ] || fail "reload $i exit $status"
+    [ "$status" -eq 0 ] || fail "reload $1 exit $status"
+    case "$served" in "(none"*) fail "reload $1: nothing new serves" ;; esac
+    [ "$state" = active ] || fail "reload $1: unit $state"
     sleep 0.5   # pacing: the new generation serves the load a while before the next reload
+}
+for i in $(seq "$reloads"); do reload "$i"; done
+
+# A bad build at ExecStart's path: it exits at once. The reload must fail
+# visibly (StatusText), and the generation serving must serve on.
+cp -p "$bin/demo" "$work/demo.good"
+printf '#!/bin/sh\necho "demo: a broken build" >&2\nexit 3\n' >"$bin/demo.bad"
+chmod 755 "$bin/demo.bad"
+mv -f "$bin/demo.bad" "$bin/demo"
+before_main=$(inside systemctl show -P MainPID demo.service)
+before_served=$(served_pid)
+t0=$(now_ms)
+inside systemctl reload demo.service
+status=$?
+t1=$(now_ms)
+deadline=$(($(now_ms) + 30000))
+text=""
+until [[ "$text" == *"restart failed"* ]]; do
+    [ "$(now_ms)" -lt $deadline ] || break
+    sleep 0.05
+    text=$(inside systemctl show -P StatusText demo.service)
 done
-kill -INT "$oha_pid" 2>/dev/null   # ends the load now; -w lets requests in flight finish
+t2=$(now_ms)
+after_main=$(inside systemctl show -P MainPID demo.service)
+after_served=$(served_pid)
+state=$(inside systemctl show -P ActiveState demo.service)
+echo "BAD_RELOAD exit=$status reload_ms=$((t1 - t0)) failure_shown_after_ms=$((t2 - t0))" \
+    "main_pid=$before_main->$after_main served_pid=$before_served->$after_served state=$state" \
+    "status_text='$text'"
+[[ "$text" == *"restart failed"* ]] || fail "the bad build's failure never showed in StatusText"
+[ "$state" = active ] || fail "bad build: unit $state"
+[ "$after_main" = "$before_main" ] || fail "bad build: MainPID moved $before_main->$after_main"
+[ "$after_served" = "$before_served" ] || fail "bad build: served pid $before_served->$after_served"
+mv -f "$work/demo.good" "$bin/demo"
+sleep 0.5
+reload good-again
+
+kill -INT "$oha_pid" "$oha_post_pid" 2>/dev/null   # ends the load now; -w lets requests in flight finish
 wait "$oha_pid"
+wait "$oha_post_pid"
 oha_pid=""
-python3 - "$work/oha.json" <<'PY'
+oha_post_pid=""
+python3 - "$work/oha.json" "$work/oha-post.json" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))
-codes = r.get("statusCodeDistribution", {})
-errors = r.get("errorDistribution", {})
-ok = sum(v for k, v in codes.items() if k.startswith("2"))
-bad = sum(v for k, v in codes.items() if not k.startswith("2")) + sum(errors.values())
-print(f"LOAD oha ok={ok} failed={bad} codes={codes} errors={errors}")
-sys.exit(1 if bad or not ok else 0)
+failed = 0
+for path, what in zip(sys.argv[1:], ["GET /", "POST /echo"]):
+    r = json.load(open(path))
+    codes = r.get("statusCodeDistribution", {})
+    errors = r.get("errorDistribution", {})
+    ok = sum(v for k, v in codes.items() if k.startswith("2"))
+    bad = sum(v for k, v in codes.items() if not k.startswith("2")) + sum(errors.values())
+    print(f"LOAD oha {what} ok={ok} failed={bad} codes={codes} errors={errors}")
+    failed += bad + (0 if ok else 1)
+sys.exit(1 if failed else 0)
 PY
 [ $? -eq 0 ] || fail "requests failed under load"
 

@@ -1,0 +1,268 @@
+//! The demo under real systemd (254, PID 1 of a container booted with
+//! systemd-nspawn), with the unit files of docs/deploy/systemd, so the docs
+//! cannot drift from what is tested. One test per unit file, one fresh
+//! container each, run one at a time (they share the root).
+//!
+//! Each runs `scripts/systemd/scenario.sh` through `scripts/systemd/boot.sh`:
+//! reloads under load from oha (GET, and POST with a body): 0 failed requests,
+//! every `systemctl reload` exits 0, MainPID as documented; a bad build at
+//! ExecStart's path: the failure shows in StatusText and the unit stays active
+//! on the same MainPID and served pid; `systemctl stop` with a 1 s request in
+//! flight: the request completes and the unit ends inactive, not failed.
+//!
+//! Needs root, systemd-nspawn and debootstrap (`scripts/systemd/root.sh`
+//! installs them with apt, then builds the root once, about 2-3 minutes, into
+//! `/var/cache/handoff/systemd-root` or `$HANDOFF_SYSTEMD_ROOT`), and oha.
+//! Without them each test says so and passes; CI sets `REQUIRE_SYSTEMD=1`,
+//! which makes a missing prerequisite a failure.
+
+#![cfg(all(feature = "tokio", feature = "hyper", feature = "tls"))]
+
+#[allow(dead_code, reason = "this test uses part of the harness")]
+mod harness {
+    pub mod external;
+    pub mod process;
+    pub mod server;
+}
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use harness::process::{Signal, poll_until};
+use harness::server::example;
+
+/// One container at a time: they boot the same root.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+/// The longest one scenario may take (boot, about 10 s of load, stop,
+/// poweroff; the first run also builds the root).
+const SCENARIO_BOUND: Duration = Duration::from_secs(600);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Why the scenario cannot run here, if it cannot.
+fn missing_prerequisite() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0");
+    if !root {
+        return Some("not root (systemd-nspawn needs it)".into());
+    }
+    if Command::new("apt-get").arg("--version").output().is_err()
+        && Command::new("systemd-nspawn")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        return Some("no systemd-nspawn, and no apt-get to install it".into());
+    }
+    if harness::external::oha().is_none() {
+        return Some("no oha".into());
+    }
+    None
+}
+
+/// A process group started for one scenario: on drop (the test passed,
+/// failed or timed out) SIGTERM to the group, so that boot.sh powers the
+/// container off, then SIGKILL to what is left, and the leader is reaped.
+struct Group(std::process::Child);
+
+impl Group {
+    fn signal(&self, signal: Signal) {
+        if let Some(pgid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
+            let _ = rustix::process::kill_process_group(pgid, signal);
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            self.signal(Signal::TERM);
+            let exited = poll_until(Duration::from_secs(60), Duration::from_millis(50), || {
+                self.0.try_wait().ok().flatten()
+            });
+            if exited.is_none() {
+                self.signal(Signal::KILL);
+            }
+        }
+        // What the scenario left behind in its group, if anything.
+        self.signal(Signal::KILL);
+        let _ = self.0.wait();
+    }
+}
+
+/// A free port on 127.0.0.1 (the socket unit binds it inside the container,
+/// which shares the host's network).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// Runs the scenario for `docs/deploy/systemd/{unit}.service`; its
+/// `KEY ...` lines by key (the first word), after checking it passed.
+fn scenario(unit: &str) -> Option<BTreeMap<String, Vec<String>>> {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(why) = missing_prerequisite() {
+        if std::env::var_os("REQUIRE_SYSTEMD").is_some() {
+            panic!("REQUIRE_SYSTEMD is set, but {why}");
+        }
+        println!("real systemd scenario for {unit} not run: {why}");
+        return None;
+    }
+    let scripts = repo().join("scripts/systemd");
+    let root = std::env::var_os("HANDOFF_SYSTEMD_ROOT").map_or_else(
+        || PathBuf::from("/var/cache/handoff/systemd-root"),
+        PathBuf::from,
+    );
+    let built = Command::new(scripts.join("root.sh"))
+        .arg(&root)
+        .status()
+        .expect("run scripts/systemd/root.sh");
+    assert!(built.success(), "root.sh {root:?}: {built}");
+
+    // The demo as built for these tests, alone in a directory bound at
+    // /usr/local/bin (the scenario swaps it for a bad build and back).
+    let bin = tempfile::tempdir().expect("a temporary directory");
+    std::fs::copy(example("demo"), bin.path().join("demo")).expect("copy the demo binary");
+    let unit_file = repo().join(format!("docs/deploy/systemd/{unit}.service"));
+    let oha = harness::external::oha().expect("oha, checked above");
+    let path = std::env::join_paths(oha.parent().into_iter().map(Path::to_path_buf).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH");
+    let log = tempfile::NamedTempFile::new().expect("a log file");
+    let mut cmd = Command::new(scripts.join("boot.sh"));
+    cmd.arg("--bind-ro")
+        .arg(format!("{}:/usr/local/bin", bin.path().display()))
+        .arg("--host")
+        .arg(&root)
+        .arg("--")
+        .arg(scripts.join("scenario.sh"))
+        .arg(&unit_file)
+        .arg(free_port().to_string())
+        .arg(bin.path())
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .stdout(log.reopen().expect("the log"))
+        .stderr(log.reopen().expect("the log"));
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut group = Group(cmd.spawn().expect("run scripts/systemd/boot.sh"));
+    let status = poll_until(SCENARIO_BOUND, Duration::from_millis(100), || {
+        group.0.try_wait().ok().flatten()
+    });
+    let output = std::fs::read_to_string(log.path()).unwrap_or_default();
+    let report: String = output
+        .lines()
+        .take_while(|l| !l.starts_with("--- journal"))
+        .filter(|l| !l.starts_with('['))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    match status {
+        None => panic!("{unit}: the scenario took over {SCENARIO_BOUND:?}\n{output}"),
+        Some(s) if !s.success() => panic!("{unit}: the scenario failed ({s})\n{output}"),
+        Some(_) => {}
+    }
+    drop(group);
+    println!("== {unit} under real systemd\n{report}");
+    let mut lines: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in report.lines() {
+        if let Some((key, rest)) = line.split_once(' ') {
+            lines.entry(key.into()).or_default().push(rest.into());
+        }
+    }
+    Some(lines)
+}
+
+/// Checks what every scenario must have shown, beyond its exit status: each
+/// phase ran and said what it saw.
+fn check_common(unit: &str, lines: &BTreeMap<String, Vec<String>>) {
+    let get = |key: &str| {
+        lines
+            .get(key)
+            .unwrap_or_else(|| panic!("{unit}: no {key} line in {lines:#?}"))
+    };
+    let reloads = get("RELOAD");
+    assert!(reloads.len() >= 6, "{unit}: {reloads:?}");
+    assert!(
+        reloads.iter().all(|r| r.contains(" exit=0 ")),
+        "{reloads:?}"
+    );
+    let bad = &get("BAD_RELOAD")[0];
+    assert!(bad.contains("restart failed"), "{unit}: {bad}");
+    let load = get("LOAD");
+    assert_eq!(load.len(), 2, "{unit}: GET and POST: {load:?}");
+    assert!(load.iter().all(|l| l.contains(" failed=0 ")), "{load:?}");
+    let stop = &get("STOP")[0];
+    assert!(
+        stop.starts_with("exit=0 ") && stop.contains("http:200"),
+        "{unit}: {stop}"
+    );
+    assert_eq!(get("FINAL")[0], "state=inactive result=success", "{unit}");
+}
+
+/// `RELOAD` lines' `main_pid=A->B`.
+fn main_pids(lines: &BTreeMap<String, Vec<String>>) -> Vec<(String, String)> {
+    lines["RELOAD"]
+        .iter()
+        .filter_map(|l| {
+            let field = l
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("main_pid="))?;
+            let (a, b) = field.split_once("->")?;
+            Some((a.to_owned(), b.to_owned()))
+        })
+        .collect()
+}
+
+/// Re-exec model: MainPID follows each new generation.
+fn check_reexec(unit: &str) {
+    let Some(lines) = scenario(unit) else { return };
+    check_common(unit, &lines);
+    for (before, after) in main_pids(&lines) {
+        assert_ne!(
+            before, after,
+            "{unit}: MainPID must move to the new generation"
+        );
+    }
+}
+
+/// Supervisor model: MainPID is the supervisor throughout.
+fn check_supervised(unit: &str) {
+    let Some(lines) = scenario(unit) else { return };
+    check_common(unit, &lines);
+    for (before, after) in main_pids(&lines) {
+        assert_eq!(before, after, "{unit}: MainPID must stay the supervisor");
+    }
+    assert_eq!(
+        lines["JOURNAL"][0], "warnings=0 not_our_child=0 sigkill=0",
+        "{unit}"
+    );
+}
+
+#[test]
+fn reexec_type_notify() {
+    check_reexec("reexec-notify");
+}
+
+#[test]
+fn reexec_type_notify_reload() {
+    check_reexec("reexec-notify-reload");
+}
+
+#[test]
+fn supervised_type_notify() {
+    check_supervised("supervise-notify");
+}
+
+#[test]
+fn supervised_type_notify_reload() {
+    check_supervised("supervise-notify-reload");
+}
