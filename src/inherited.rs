@@ -129,9 +129,9 @@ impl Inheritance {
                 rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)
                     .map_err(|e| Error::channel("set close-on-exec", e.into()))?;
                 parent = Some(ParentLink {
+                    pid: previous_generation(&fd),
                     channel: std::sync::Arc::new(fd),
                     supervisor,
-                    pid: rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32),
                 });
                 continue;
             }
@@ -160,6 +160,18 @@ impl Inheritance {
             "inherited listening sockets"
         );
         Ok(Inheritance { slots, parent })
+    }
+}
+
+/// The pid of the process at the other end of the handover channel: the
+/// one that created it (`SO_PEERCRED`). Not `getppid()`: under systemd a
+/// successor is started as the previous generation's sibling (see
+/// `spawn::sibling_wanted`).
+fn previous_generation(channel: &OwnedFd) -> u32 {
+    let own = |p: rustix::process::Pid| p.as_raw_nonzero().get() as u32;
+    match rustix::net::sockopt::socket_peercred(channel) {
+        Ok(cred) => own(cred.pid),
+        Err(_) => rustix::process::getppid().map_or(0, own),
     }
 }
 

@@ -93,6 +93,37 @@ pub(crate) struct Started {
     pub channel: OwnedFd,
 }
 
+/// How a child is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kin {
+    /// Our child (`posix_spawn`): we reap it.
+    Child,
+    /// A child of our parent, the service manager, if the kernel allows:
+    /// see [`sibling_wanted`].
+    SiblingIfAllowed,
+}
+
+/// Whether a successor should be started as this process's sibling: under a
+/// service manager that tracks the main process (`NOTIFY_SOCKET` is set) and
+/// is this process's parent (pid 1, or `$MANAGERPID` for a user manager).
+///
+/// systemd watches the main process it is told of (`MAINPID=`) only if it is
+/// its own child: for any other it logs "Supervising process N which is not
+/// our child. We'll most likely not notice when it exits.", does not wait
+/// for it on `systemctl stop` (SIGKILL follows at once if nothing else is left
+/// in the unit) and misses its crash (`Restart=` does nothing). A successor
+/// started with `CLONE_PARENT` is systemd's child, like the first generation.
+pub(crate) fn sibling_wanted() -> bool {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return false;
+    }
+    let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+    let manager = std::env::var("MANAGERPID")
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok());
+    parent == 1 || Some(parent) == manager
+}
+
 /// Starts `command` with `listeners` at 3.. and a channel of `channel_type`
 /// after them, the protocol's variables and `extra_env` set, and writes the
 /// child's identity on the channel.
@@ -101,6 +132,7 @@ pub(crate) fn start(
     listeners: &[(String, OwnedFd)],
     channel_type: SocketType,
     extra_env: &[(&str, String)],
+    kin: Kin,
 ) -> Result<Started, Error> {
     let spawn_err = |e: io::Error| Error::Spawn {
         path: command.path.clone(),
@@ -153,13 +185,37 @@ pub(crate) fn start(
     }
 
     let args: Vec<&std::ffi::OsStr> = command.args.iter().map(OsString::as_os_str).collect();
-    let pid = sys::spawn(&command.path, &args, &env, &fd_map).map_err(spawn_err)?;
+    let sibling = match kin {
+        Kin::SiblingIfAllowed => match sys::spawn_sibling(&command.path, &args, &env, &fd_map) {
+            Ok(Ok(started)) => Some(started),
+            Ok(Err(refused)) => {
+                tracing::warn!(
+                    "the kernel refused to start the successor as a child of the service \
+                         manager (clone with CLONE_PARENT: {refused}); it is this process's \
+                         child, and the service manager will not watch it as the main process"
+                );
+                None
+            }
+            Err(e) => return Err(spawn_err(e)),
+        },
+        Kin::Child => None,
+    };
+    let (pid, pidfd) = match sibling {
+        Some((pid, pidfd)) => (pid, Some(Arc::new(pidfd))),
+        None => (
+            sys::spawn(&command.path, &args, &env, &fd_map).map_err(spawn_err)?,
+            None,
+        ),
+    };
     drop(fd_map);
     drop(sources);
     let raw_pid = pid.as_raw_nonzero().get() as u32;
 
-    let pidfd = match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
-        Ok(fd) => Arc::new(fd),
+    let pidfd = match pidfd.map_or_else(
+        || rustix::process::pidfd_open(pid, PidfdFlags::empty()).map(Arc::new),
+        Ok,
+    ) {
+        Ok(fd) => fd,
         Err(e) => {
             // Without a pidfd we cannot watch it safely; kill it by pid (it is
             // our unreaped child, so the pid cannot have been reused) and reap.
@@ -193,7 +249,17 @@ pub(crate) fn spawn(
         pid: raw_pid,
         pidfd,
         channel: ours,
-    } = start(command, listeners, SocketType::STREAM, &[])?;
+    } = start(
+        command,
+        listeners,
+        SocketType::STREAM,
+        &[],
+        if sibling_wanted() {
+            Kin::SiblingIfAllowed
+        } else {
+            Kin::Child
+        },
+    )?;
     let spawn_err = |e: io::Error| Error::Spawn {
         path: command.path.clone(),
         source: Arc::new(e),
@@ -256,11 +322,29 @@ fn watch(pid: u32, channel: OwnedFd, pidfd: Arc<OwnedFd>, events: UnboundedSende
             Ok(Some(status)) => break describe(&status),
             Ok(None) => continue,
             Err(rustix::io::Errno::INTR) => continue,
+            // A sibling (see `sibling_wanted`): its parent reaps it.
+            Err(rustix::io::Errno::CHILD) => {
+                wait_exit(pidfd.as_fd());
+                break "status unknown: reaped by the service manager, its parent".into();
+            }
             Err(e) => break format!("unknown ({e})"),
         }
     };
     drop(channel);
     let _ = events.unbounded_send(Event::ChildExited { pid, status });
+}
+
+/// Waits until the process of `pidfd` has exited (the pidfd is readable).
+fn wait_exit(pidfd: BorrowedFd<'_>) {
+    use rustix::event::{PollFd, PollFlags, poll};
+    loop {
+        let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+        match poll(&mut fds, None) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Ok(_) if fds[0].revents().is_empty() => continue,
+            _ => return,
+        }
+    }
 }
 
 /// What a successor said on the handover channel.

@@ -1,6 +1,7 @@
 //! The crate's only `unsafe` code: claiming inherited descriptors by number,
-//! editing the process environment, `posix_spawn`, asking a socket how much it
-//! still has queued, and catching signals before the runtime's handlers exist.
+//! editing the process environment, `posix_spawn` and `clone3` (a successor
+//! started as a sibling), asking a socket how much it still has queued, and
+//! catching signals before the runtime's handlers exist.
 //!
 //! Everything else goes through rustix and std with safe signatures. Each block
 //! here states why it is sound.
@@ -90,25 +91,7 @@ pub(crate) fn spawn(
 ) -> io::Result<Pid> {
     use std::os::fd::AsRawFd;
 
-    let path_c = cstring(path.as_os_str().as_bytes(), "executable path")?;
-    let args_c = args
-        .iter()
-        .map(|a| cstring(a.as_bytes(), "argument"))
-        .collect::<io::Result<Vec<_>>>()?;
-    let env_c = env
-        .iter()
-        .map(|(k, v)| {
-            let mut kv = k.clone();
-            kv.push(b'=');
-            kv.extend_from_slice(v);
-            cstring(&kv, "environment variable")
-        })
-        .collect::<io::Result<Vec<_>>>()?;
-    let mut argv: Vec<*mut libc::c_char> = args_c.iter().map(|c| c.as_ptr() as *mut _).collect();
-    argv.push(ptr::null_mut());
-    let mut envp: Vec<*mut libc::c_char> = env_c.iter().map(|c| c.as_ptr() as *mut _).collect();
-    envp.push(ptr::null_mut());
-
+    let exec = Exec::new(path, args, env)?;
     let check = |ret: libc::c_int| {
         if ret == 0 {
             Ok(())
@@ -153,17 +136,215 @@ pub(crate) fn spawn(
             let mut pid: libc::pid_t = 0;
             check(libc::posix_spawn(
                 &mut pid,
-                path_c.as_ptr(),
+                exec.path.as_ptr(),
                 &actions,
                 &attr,
-                argv.as_ptr(),
-                envp.as_ptr(),
+                exec.argv.as_ptr(),
+                exec.envp.as_ptr(),
             ))?;
             Pid::from_raw(pid).ok_or_else(|| io::Error::other("posix_spawn returned pid 0"))
         })();
         libc::posix_spawnattr_destroy(&mut attr);
         libc::posix_spawn_file_actions_destroy(&mut actions);
         result
+    }
+}
+
+/// What `execve` needs, prepared before any process is created: the child of
+/// a `clone3` may not allocate.
+struct Exec {
+    path: CString,
+    _args: Vec<CString>,
+    _env: Vec<CString>,
+    /// NULL-terminated pointers into `_args` and `_env`, which outlive them.
+    argv: Vec<*mut libc::c_char>,
+    envp: Vec<*mut libc::c_char>,
+}
+
+impl Exec {
+    fn new(path: &Path, args: &[&OsStr], env: &[(Vec<u8>, Vec<u8>)]) -> io::Result<Self> {
+        let path = cstring(path.as_os_str().as_bytes(), "executable path")?;
+        let args = args
+            .iter()
+            .map(|a| cstring(a.as_bytes(), "argument"))
+            .collect::<io::Result<Vec<_>>>()?;
+        let env = env
+            .iter()
+            .map(|(k, v)| {
+                let mut kv = k.clone();
+                kv.push(b'=');
+                kv.extend_from_slice(v);
+                cstring(&kv, "environment variable")
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let pointers = |strings: &[CString]| {
+            let mut p: Vec<*mut libc::c_char> =
+                strings.iter().map(|c| c.as_ptr() as *mut _).collect();
+            p.push(ptr::null_mut());
+            p
+        };
+        Ok(Exec {
+            argv: pointers(&args),
+            envp: pointers(&env),
+            path,
+            _args: args,
+            _env: env,
+        })
+    }
+}
+
+/// `struct clone_args` of `clone3(2)`, its first version (64 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+}
+
+/// Like [`spawn`], but the child is this process's sibling: a child of this
+/// process's parent (`CLONE_PARENT`), with a pidfd for it from birth
+/// (`CLONE_PIDFD`, so no pid reuse can intervene). This process cannot reap
+/// it or learn its exit status; its parent does.
+///
+/// `Ok(Err(why))` when the kernel refuses such a clone (`ENOSYS` before
+/// Linux 5.2, `EPERM` under a seccomp filter, `EINVAL` for the init process
+/// of a PID namespace): nothing was started. An exec failure (missing file,
+/// permission denied) is an error, as for [`spawn`].
+///
+/// Unlike `posix_spawn` the child is a copy-on-write copy of this process
+/// until it execs: its cost grows with this process's page tables.
+pub(crate) fn spawn_sibling(
+    path: &Path,
+    args: &[&OsStr],
+    env: &[(Vec<u8>, Vec<u8>)],
+    fd_map: &[(BorrowedFd<'_>, RawFd)],
+) -> io::Result<Result<(Pid, OwnedFd), io::Error>> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+
+    let exec = Exec::new(path, args, env)?;
+    let moves: Vec<(RawFd, RawFd)> = fd_map.iter().map(|(s, t)| (s.as_raw_fd(), *t)).collect();
+    // The child reports a failed exec here (its errno); a successful exec
+    // closes it (close-on-exec), and the parent reads end-of-file.
+    let (report_r, report_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let report_w_raw = report_w.as_raw_fd();
+    let mut pidfd: libc::c_int = -1;
+    let mut clone = CloneArgs {
+        flags: (libc::CLONE_PARENT | libc::CLONE_PIDFD) as u64,
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        // With CLONE_PARENT the child's exit signal is this process's own
+        // (SIGCHLD to the parent), and clone3 wants 0 here.
+        exit_signal: 0,
+        ..CloneArgs::default()
+    };
+
+    // SAFETY: `clone` is a valid clone_args of the size passed, and `pidfd`
+    // outlives the call (the kernel writes the new pidfd there). Without
+    // CLONE_VM the child gets a copy of this process's memory, and without a
+    // stack argument it runs on (its copy of) this thread's stack, as after
+    // fork. The child, possibly one thread copied out of a multi-threaded
+    // process, calls only async-signal-safe functions (dup2, sigprocmask,
+    // signal, execve, write, _exit) on data prepared before the clone, and
+    // never returns from this function: it execs or _exits.
+    let mut ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut clone as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    // Seccomp filters (systemd-nspawn's, Docker's default) hide clone3 with
+    // ENOSYS so that libc falls back to clone: so do we. Its argument order
+    // is the same on these two (flags, stack, parent_tid, ...), and with
+    // CLONE_PIDFD the pidfd is stored at parent_tid.
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if ret < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        let flags = libc::CLONE_PARENT | libc::CLONE_PIDFD | libc::SIGCHLD;
+        // SAFETY: as for clone3 above: fork semantics (no CLONE_VM, no
+        // stack), the kernel writes the pidfd to `pidfd`, which outlives the
+        // call; the child takes the same path below.
+        ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags as libc::c_ulong,
+                0usize,
+                &mut pidfd as *mut libc::c_int,
+                0usize,
+                0usize,
+            )
+        };
+    }
+    if ret == 0 {
+        // SAFETY: in the child, see above. The descriptors in `moves` are
+        // open (borrowed by the caller across the clone), and `exec`'s
+        // pointers are valid in the child's copy of memory.
+        unsafe {
+            for &(source, target) in &moves {
+                if libc::dup2(source, target) < 0 {
+                    child_failed(report_w_raw);
+                }
+            }
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, ptr::null_mut());
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::execve(
+                exec.path.as_ptr(),
+                exec.argv.as_ptr() as _,
+                exec.envp.as_ptr() as _,
+            );
+            child_failed(report_w_raw)
+        }
+    }
+    if ret < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOSYS | libc::EPERM | libc::EINVAL) => Ok(Err(e)),
+            _ => Err(e),
+        };
+    }
+    drop(report_w);
+    // SAFETY: the kernel stored a new pidfd, owned by nobody else, at `pidfd`
+    // (CLONE_PIDFD) when the clone succeeded.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let pid = Pid::from_raw(ret as libc::pid_t)
+        .ok_or_else(|| io::Error::other("clone3 returned pid 0"))?;
+    let mut errno = [0u8; 4];
+    let mut got = 0;
+    while got < errno.len() {
+        match rustix::io::read(&report_r, &mut errno[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match got {
+        // The exec succeeded.
+        0 => Ok(Ok((pid, pidfd))),
+        // It failed; its parent reaps it.
+        4 => Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno))),
+        _ => Err(io::Error::other("the child's exec report was cut short")),
+    }
+}
+
+/// In a child of [`spawn_sibling`]: writes errno to `report` and exits 127.
+///
+/// # Safety
+/// Only in such a child, before exec.
+unsafe fn child_failed(report: RawFd) -> ! {
+    // SAFETY: async-signal-safe calls on the child's own errno and a
+    // descriptor it holds; _exit does not run this process's atexit handlers.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let bytes = errno.to_ne_bytes();
+        libc::write(report, bytes.as_ptr().cast(), bytes.len());
+        libc::_exit(127)
     }
 }
 

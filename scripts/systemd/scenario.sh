@@ -11,7 +11,9 @@
 #      active on the same MainPID and served pid; then puts the good build
 #      back and reloads once more;
 #   4. `systemctl stop demo.service demo.socket` with a 1 s request in flight;
-#   5. prints what it saw as KEY=VALUE lines, and the journal of the unit.
+#   5. starts again, reloads once, SIGKILLs the main process: systemd must
+#      notice and restart the unit (Restart=on-failure); stops;
+#   6. prints what it saw as KEY=VALUE lines, and the journal of the unit.
 #
 #   scripts/systemd/boot.sh --bind-ro BIN:/usr/local/bin --host ROOT -- \
 #       scripts/systemd/scenario.sh docs/deploy/systemd/reexec-notify.service 18080 BIN
@@ -188,13 +190,50 @@ active=$(inside systemctl show -P ActiveState demo.service)
 result=$(inside systemctl show -P Result demo.service)
 echo "FINAL state=$active result=$result"
 [ "$active" = inactive ] || fail "unit ended $active ($result)"
+# What systemd logged so far: warnings, "not our child", SIGKILLs.
 journal() {
     journalctl -D "$SYSD_ROOT/var/log/journal" --since "$journal_since" -q -o short-monotonic "$@" \
         _SYSTEMD_UNIT=demo.service + UNIT=demo.service + UNIT=demo.socket 2>/dev/null
 }
-echo "JOURNAL warnings=$(journal -p warning | wc -l)" \
-    "not_our_child=$(journal | grep -c 'which is not our child')" \
-    "sigkill=$(journal | grep -c 'with signal SIGKILL')"
+journal_counts() {
+    echo "$1 $2 warnings=$(journal -p warning | wc -l)" \
+        "not_our_child=$(journal | grep -c 'which is not our child')" \
+        "sigkill=$(journal | grep -c 'with signal SIGKILL')"
+}
+journal_counts JOURNAL before_crash
+
+# Started again and reloaded once (so that in the re-exec model the main
+# process is a generation systemd did not start itself), then a crash (no
+# load: a SIGKILL cuts what is in flight): systemd must see its main process
+# die and restart the unit (Restart=on-failure); the socket unit holds the
+# connections meanwhile.
+inside systemctl start demo.socket demo.service || fail "start again"
+first=$(wait_served_other 0) || fail "never served again"
+reload crash-setup
+crashed=$(inside systemctl show -P MainPID demo.service)
+restarts=$(inside systemctl show -P NRestarts demo.service)
+inside kill -KILL "$crashed"
+deadline=$(($(now_ms) + 15000))
+t0=$(now_ms)
+now_main=$crashed
+now_restarts=$restarts
+while [ "$(now_ms)" -lt $deadline ]; do
+    now_restarts=$(inside systemctl show -P NRestarts demo.service)
+    now_main=$(inside systemctl show -P MainPID demo.service)
+    [ "$now_restarts" -gt "$restarts" ] && [ "$now_main" != 0 ] && [ "$now_main" != "$crashed" ] && break
+    sleep 0.05
+done
+served=$(served_pid)
+echo "CRASH main_pid=$crashed->$now_main restarts=$restarts->$now_restarts" \
+    "restarted_after_ms=$(($(now_ms) - t0)) served_pid=$served" \
+    "state=$(inside systemctl show -P ActiveState demo.service)"
+[ "$now_restarts" -gt "$restarts" ] || fail "systemd did not restart the unit after its main process died"
+[ -n "$served" ] || fail "nothing serves after the restart"
+
+inside systemctl stop demo.service demo.socket
+[ "$(inside systemctl show -P ActiveState demo.service)" = inactive ] || fail "not inactive after the crash phase"
+
+journal_counts JOURNAL all
 echo "--- journal (demo.service, this run)"
 journal | tail -n 80
 [ $ok -eq 1 ]

@@ -320,6 +320,7 @@ impl Supervisor {
             &self.config.listeners,
             SocketType::SEQPACKET,
             &env,
+            spawn::Kin::Child,
         ) {
             Ok(started) => {
                 let pid = started.pid;
