@@ -89,6 +89,12 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
         tracing::info!(in_flight = self.server.in_flight(), "draining");
         self.server.begin_drain();
         self.idle = Some(self.server.idle());
+        // A supervisor waits for this before it reports its restart done.
+        if let Some(link) = self.parent.as_ref().filter(|p| p.is_supervisor()) {
+            if let Err(e) = crate::supervisor::wire::send_draining(link.channel()) {
+                tracing::debug!("cannot tell the supervisor: {e}");
+            }
+        }
     }
 
     fn resume(&mut self) {

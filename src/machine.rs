@@ -378,8 +378,9 @@ impl Machine {
             Event::ChildReady { pid } => {
                 if let Phase::AwaitingReady { pid: child, .. } = self.phase {
                     if child == pid {
-                        out.push(Action::RestartDone(Ok(pid)));
+                        // Reported once this generation stopped accepting.
                         self.begin_drain(Some(pid), now, &mut out);
+                        out.push(Action::RestartDone(Ok(pid)));
                     }
                 }
             }
@@ -716,16 +717,16 @@ mod tests {
         assert_eq!(
             names(&acts),
             [
-                "RestartDone",
                 "BeginDrain",
                 "WritePidFile",
                 "Notify",
-                "Notify"
+                "Notify",
+                "RestartDone"
             ]
         );
-        assert!(matches!(acts[2], Action::WritePidFile(7)));
+        assert!(matches!(acts[1], Action::WritePidFile(7)));
         assert!(matches!(
-            acts[3],
+            acts[2],
             Action::Notify(Notify::Ready { main_pid: 7 })
         ));
         assert!(!m.is_accepting());

@@ -24,16 +24,16 @@
 mod harness {
     pub mod external;
     pub mod process;
+    pub mod script;
     pub mod server;
 }
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use harness::process::{Signal, poll_until};
+use harness::script::{self, Report, free_port, repo};
 use harness::server::example;
 
 /// One container at a time: they boot the same root.
@@ -42,27 +42,12 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// poweroff; the first run also builds the root).
 const SCENARIO_BOUND: Duration = Duration::from_secs(600);
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// Why the scenario cannot run here, if it cannot.
 fn missing_prerequisite() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        == Some("0");
-    if !root {
+    if !script::is_root() {
         return Some("not root (systemd-nspawn needs it)".into());
     }
-    if Command::new("apt-get").arg("--version").output().is_err()
-        && Command::new("systemd-nspawn")
-            .arg("--version")
-            .output()
-            .is_err()
-    {
+    if !script::installed("systemd-nspawn") && !script::installed("apt-get") {
         return Some("no systemd-nspawn, and no apt-get to install it".into());
     }
     if harness::external::oha().is_none() {
@@ -71,52 +56,12 @@ fn missing_prerequisite() -> Option<String> {
     None
 }
 
-/// A process group started for one scenario: on drop (the test passed,
-/// failed or timed out) SIGTERM to the group, so that boot.sh powers the
-/// container off, then SIGKILL to what is left, and the leader is reaped.
-struct Group(std::process::Child);
-
-impl Group {
-    fn signal(&self, signal: Signal) {
-        if let Some(pgid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
-            let _ = rustix::process::kill_process_group(pgid, signal);
-        }
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            self.signal(Signal::TERM);
-            let exited = poll_until(Duration::from_secs(60), Duration::from_millis(50), || {
-                self.0.try_wait().ok().flatten()
-            });
-            if exited.is_none() {
-                self.signal(Signal::KILL);
-            }
-        }
-        // What the scenario left behind in its group, if anything.
-        self.signal(Signal::KILL);
-        let _ = self.0.wait();
-    }
-}
-
-/// A free port on 127.0.0.1 (the socket unit binds it inside the container,
-/// which shares the host's network).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
-}
-
-/// Runs the scenario for `docs/deploy/systemd/{unit}.service`; its
-/// `KEY ...` lines by key (the first word), after checking it passed.
-fn scenario(unit: &str) -> Option<BTreeMap<String, Vec<String>>> {
+/// Runs the scenario for `docs/deploy/systemd/{unit}.service`; its report,
+/// after checking it passed.
+fn scenario(unit: &str) -> Option<Report> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(why) = missing_prerequisite() {
-        if std::env::var_os("REQUIRE_SYSTEMD").is_some() {
-            panic!("REQUIRE_SYSTEMD is set, but {why}");
-        }
-        println!("real systemd scenario for {unit} not run: {why}");
+    let what = format!("real systemd scenario for {unit}");
+    if !script::prerequisite(missing_prerequisite(), "REQUIRE_SYSTEMD", &what) {
         return None;
     }
     let scripts = repo().join("scripts/systemd");
@@ -134,13 +79,6 @@ fn scenario(unit: &str) -> Option<BTreeMap<String, Vec<String>>> {
     // /usr/local/bin (the scenario swaps it for a bad build and back).
     let bin = tempfile::tempdir().expect("a temporary directory");
     std::fs::copy(example("demo"), bin.path().join("demo")).expect("copy the demo binary");
-    let unit_file = repo().join(format!("docs/deploy/systemd/{unit}.service"));
-    let oha = harness::external::oha().expect("oha, checked above");
-    let path = std::env::join_paths(oha.parent().into_iter().map(Path::to_path_buf).chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))
-    .expect("PATH");
-    let log = tempfile::NamedTempFile::new().expect("a log file");
     let mut cmd = Command::new(scripts.join("boot.sh"));
     cmd.arg("--bind-ro")
         .arg(format!("{}:/usr/local/bin", bin.path().display()))
@@ -148,49 +86,19 @@ fn scenario(unit: &str) -> Option<BTreeMap<String, Vec<String>>> {
         .arg(&root)
         .arg("--")
         .arg(scripts.join("scenario.sh"))
-        .arg(&unit_file)
+        .arg(repo().join(format!("docs/deploy/systemd/{unit}.service")))
         .arg(free_port().to_string())
         .arg(bin.path())
-        .env("PATH", path)
-        .stdin(Stdio::null())
-        .stdout(log.reopen().expect("the log"))
-        .stderr(log.reopen().expect("the log"));
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut group = Group(cmd.spawn().expect("run scripts/systemd/boot.sh"));
-    let status = poll_until(SCENARIO_BOUND, Duration::from_millis(100), || {
-        group.0.try_wait().ok().flatten()
-    });
-    let output = std::fs::read_to_string(log.path()).unwrap_or_default();
-    let report: String = output
-        .lines()
-        .take_while(|l| !l.starts_with("--- journal"))
-        .filter(|l| !l.starts_with('['))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    match status {
-        None => panic!("{unit}: the scenario took over {SCENARIO_BOUND:?}\n{output}"),
-        Some(s) if !s.success() => panic!("{unit}: the scenario failed ({s})\n{output}"),
-        Some(_) => {}
-    }
-    drop(group);
-    println!("== {unit} under real systemd\n{report}");
-    let mut lines: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in report.lines() {
-        if let Some((key, rest)) = line.split_once(' ') {
-            lines.entry(key.into()).or_default().push(rest.into());
-        }
-    }
-    Some(lines)
+        .env("PATH", script::path_with_oha());
+    let report = script::run(&what, cmd, SCENARIO_BOUND, "--- journal");
+    println!("== {unit} under real systemd\n{}", report.text);
+    Some(report)
 }
 
 /// Checks what every scenario must have shown, beyond its exit status: each
 /// phase ran and said what it saw.
-fn check_common(unit: &str, lines: &BTreeMap<String, Vec<String>>) {
-    let get = |key: &str| {
-        lines
-            .get(key)
-            .unwrap_or_else(|| panic!("{unit}: no {key} line in {lines:#?}"))
-    };
+fn check_common(unit: &str, report: &Report) {
+    let get = |key: &str| report.get(unit, key);
     let reloads = get("RELOAD");
     assert!(reloads.len() >= 6, "{unit}: {reloads:?}");
     assert!(
@@ -232,8 +140,9 @@ fn check_common(unit: &str, lines: &BTreeMap<String, Vec<String>>) {
 }
 
 /// `RELOAD` lines' `main_pid=A->B`.
-fn main_pids(lines: &BTreeMap<String, Vec<String>>) -> Vec<(String, String)> {
-    lines["RELOAD"]
+fn main_pids(report: &Report) -> Vec<(String, String)> {
+    report
+        .get("main_pids", "RELOAD")
         .iter()
         .filter_map(|l| {
             let field = l

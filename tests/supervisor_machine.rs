@@ -39,6 +39,8 @@ enum Move {
     /// A worker told `Resume` says it accepts again, or (false) exits
     /// instead: it had finished draining and was on its way out.
     Resumed(bool),
+    /// A worker told `Drain` says it stopped accepting.
+    Draining,
     Exits(Index, bool),
     /// An event that fits no state: an unknown pid's exit or ready, an early
     /// Tick.
@@ -65,7 +67,8 @@ fn world_move() -> impl Strategy<Value = Move> {
         1 => Just(Move::Shutdown),
         20 => answer.prop_map(Move::AnswerSpawn),
         24 => any::<Index>().prop_map(Move::Ready),
-        10 => prop::bool::weighted(0.6).prop_map(Move::Resumed),
+        14 => prop::bool::weighted(0.6).prop_map(Move::Resumed),
+        6 => Just(Move::Draining),
         5 => (any::<Index>(), prop::bool::weighted(0.3)).prop_map(|(i, ok)| Move::Exits(i, ok)),
         4 => (0u8..3).prop_map(Move::Stray),
     ]
@@ -97,6 +100,7 @@ struct Step {
     current_after: Option<u32>,
     taking_back_before: Option<u32>,
     taking_back_after: Option<u32>,
+    handing_over_after: Option<u32>,
 }
 
 struct World {
@@ -108,6 +112,7 @@ struct World {
     alive: BTreeSet<u32>,
     said_ready: BTreeSet<u32>,
     told_resume: BTreeSet<u32>,
+    told_drain: BTreeSet<u32>,
     killed: BTreeSet<u32>,
     steps: Vec<Step>,
 }
@@ -124,6 +129,7 @@ impl World {
             alive: BTreeSet::new(),
             said_ready: BTreeSet::new(),
             told_resume: BTreeSet::new(),
+            told_drain: BTreeSet::new(),
             killed: BTreeSet::new(),
             steps: Vec::new(),
         };
@@ -139,6 +145,7 @@ impl World {
                 Action::Spawn => self.spawn_pending = true,
                 Action::Kill { pid } => _ = self.killed.insert(*pid),
                 Action::Resume { pid } => _ = self.told_resume.insert(*pid),
+                Action::Drain { pid, .. } => _ = self.told_drain.insert(*pid),
                 _ => {}
             }
         }
@@ -151,6 +158,7 @@ impl World {
             current_after,
             taking_back_before,
             taking_back_after: self.m.taking_back(),
+            handing_over_after: self.m.handing_over(),
         });
     }
 
@@ -226,6 +234,13 @@ impl World {
                     } else {
                         self.exit(pid, true);
                     }
+                }
+            }
+            Move::Draining => {
+                let told = self.told_drain.intersection(&self.alive).next().copied();
+                if let Some(pid) = told {
+                    self.told_drain.remove(&pid);
+                    self.deliver(Event::WorkerDraining { pid });
                 }
             }
             Move::Exits(ref ix, success) => {
@@ -458,6 +473,15 @@ fn check(steps: &[Step]) -> Result<(), String> {
                 Action::RestartDone(_) if asked == 0 => {
                     return fail("an answer nobody asked for".into());
                 }
+                // p10: a restart is not done while the worker it replaces may
+                // still accept: never in the step that tells it to drain.
+                Action::RestartDone(Ok(new))
+                    if s.actions.iter().any(
+                        |a| matches!(a, Action::Drain { successor: Some(p), .. } if p == new),
+                    ) =>
+                {
+                    return fail(format!("{a:?} before the old worker stopped accepting"));
+                }
                 Action::RestartDone(_) => asked = 0,
                 // p4: Exit last, after every spawned worker exited.
                 Action::Exit(code) => {
@@ -471,8 +495,12 @@ fn check(steps: &[Step]) -> Result<(), String> {
                 _ => {}
             }
         }
-        // p3: a request waits only for a worker on its way.
-        let waits = spawn_pending || scheduled.is_some() || on_its_way(&spawned, &served, &exited);
+        // p3: a request waits only for a worker on its way, or for the
+        // worker it replaces to say it stopped accepting.
+        let waits = spawn_pending
+            || scheduled.is_some()
+            || on_its_way(&spawned, &served, &exited)
+            || s.handing_over_after.is_some();
         if asked > 0 && !waits {
             return Err(format!("step #{i}: a restart request waits for nothing"));
         }
@@ -494,7 +522,7 @@ fn check(steps: &[Step]) -> Result<(), String> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 3_000, failure_persistence: None, ..ProptestConfig::default() })]
 
-    /// p1-p7 over one generated run.
+    /// p1-p7, p9 and p10 over one generated run.
     #[test]
     fn properties_hold(s in scenario()) {
         let steps = run(&s);
@@ -525,6 +553,11 @@ fn generated_runs_reach_the_tricky_paths() {
             for a in &st.actions {
                 seen.insert(match a {
                     Action::Resume { .. } => "take-back asked",
+                    Action::RestartDone(Ok(_))
+                        if matches!(st.event, Event::WorkerDraining { .. }) =>
+                    {
+                        "restart done once the old worker stopped accepting"
+                    }
                     Action::Report(r) if r.contains("took the listeners back") => {
                         "take-back answered"
                     }
@@ -553,6 +586,7 @@ fn generated_runs_reach_the_tricky_paths() {
     }
     eprintln!("paths reached in 2000 runs: {counts:#?}");
     for path in [
+        "restart done once the old worker stopped accepting",
         "take-back asked",
         "take-back answered",
         "take-back asked of a worker that exits",

@@ -96,6 +96,10 @@ pub const BACKOFF_RESET: Duration = Duration::from_secs(10);
 /// How long a draining worker told to accept again ([`Action::Resume`]) has
 /// to say it does before the supervisor starts a replacement instead.
 pub const TAKE_BACK_WAIT: Duration = Duration::from_secs(1);
+/// How long a worker told to drain for its successor has to say it stopped
+/// accepting ([`Event::WorkerDraining`]) before the supervisor reports the
+/// restart done anyway.
+pub const DRAIN_WAIT: Duration = Duration::from_secs(1);
 
 /// Something that happened to the supervisor.
 #[derive(Debug, Clone)]
@@ -122,6 +126,11 @@ pub enum Event {
     /// A draining worker told to accept again ([`Action::Resume`]) said it
     /// does.
     WorkerResumed {
+        /// Its pid.
+        pid: u32,
+    },
+    /// A worker told to drain ([`Action::Drain`]) said it stopped accepting.
+    WorkerDraining {
         /// Its pid.
         pid: u32,
     },
@@ -268,6 +277,19 @@ struct TakeBack {
     deadline: Instant,
 }
 
+/// A restart whose new worker is ready, until the worker it replaces says it
+/// stopped accepting (or exits, or [`DRAIN_WAIT`] passes): then the restart is
+/// reported done, and systemd told `READY=1`.
+#[derive(Debug, Clone)]
+struct Handover {
+    old: u32,
+    new: u32,
+    /// A restart request waits for this one's answer.
+    asked: bool,
+    status: String,
+    deadline: Instant,
+}
+
 /// The supervisor's state machine.
 #[derive(Debug, Clone)]
 pub struct Machine {
@@ -278,6 +300,7 @@ pub struct Machine {
     starting: Starting,
     leaving: Vec<Leaving>,
     taking_back: Option<TakeBack>,
+    handover: Option<Handover>,
     /// A restart request waits for its answer.
     restart_asked: bool,
     ever_ready: bool,
@@ -301,6 +324,7 @@ impl Machine {
             starting: Starting::No,
             leaving: Vec::new(),
             taking_back: None,
+            handover: None,
             restart_asked: false,
             ever_ready: false,
             failed_starts: 0,
@@ -331,6 +355,11 @@ impl Machine {
             (_, Event::SpawnFailed(error)) => self.on_spawn_failed(error, now, &mut out),
             (_, Event::WorkerReady { pid }) => self.on_ready(pid, now, &mut out),
             (_, Event::WorkerResumed { pid }) => self.on_resumed(pid, &mut out),
+            (_, Event::WorkerDraining { pid }) => {
+                if self.handover.as_ref().is_some_and(|h| h.old == pid) {
+                    self.complete_handover(&mut out);
+                }
+            }
             (
                 _,
                 Event::WorkerExited {
@@ -353,7 +382,13 @@ impl Machine {
         };
         let kills = self.leaving.iter().filter(|w| !w.killed).map(|w| w.kill_at);
         let take_back = self.taking_back.as_ref().map(|t| t.deadline);
-        starting.into_iter().chain(take_back).chain(kills).min()
+        let handover = self.handover.as_ref().map(|h| h.deadline);
+        starting
+            .into_iter()
+            .chain(take_back)
+            .chain(handover)
+            .chain(kills)
+            .min()
     }
 
     /// The worker that serves (ready and not draining), if any.
@@ -365,6 +400,13 @@ impl Machine {
     /// first.
     pub fn draining(&self) -> Vec<u32> {
         self.leaving.iter().map(|w| w.pid).collect()
+    }
+
+    /// The worker told to drain for a ready successor that has not said it
+    /// stopped accepting yet, if any: until it does, the restart is not
+    /// reported done.
+    pub fn handing_over(&self) -> Option<u32> {
+        self.handover.as_ref().map(|h| h.old)
     }
 
     /// The draining worker told to accept again that has not said it does
@@ -392,6 +434,12 @@ impl Machine {
     fn on_restart(&mut self, out: &mut Vec<Action>) {
         if !matches!(self.phase, Phase::Running) {
             out.push(Action::RestartDone(Err(Error::ShuttingDown)));
+            return;
+        }
+        // A restart not yet reported done (the old worker has not said it
+        // stopped accepting) answers this request too.
+        if let Some(h) = &mut self.handover {
+            h.asked = true;
             return;
         }
         self.restart_asked = true;
@@ -438,27 +486,39 @@ impl Machine {
         }
         self.starting = Starting::No;
         self.failed_starts = 0;
-        if std::mem::take(&mut self.restart_asked) {
+        let asked = std::mem::take(&mut self.restart_asked);
+        let previous = self.current.replace(Serving { pid, since: now });
+        if let Some(old) = previous {
+            // Reported done once the old worker stopped accepting.
+            out.push(Action::Drain {
+                pid: old.pid,
+                successor: Some(pid),
+            });
+            self.leaving.push(Leaving {
+                pid: old.pid,
+                since: old.since,
+                kill_at: now + drain_bound(self.timeouts),
+                killed: false,
+                spared: false,
+            });
+            // A handover still waiting is overtaken: reported done now.
+            self.complete_handover(out);
+            self.handover = Some(Handover {
+                old: old.pid,
+                new: pid,
+                asked,
+                status: format!("serving: worker pid {pid}; worker pid {} drains", old.pid),
+                deadline: now + DRAIN_WAIT,
+            });
+            return;
+        }
+        if asked {
             out.push(Action::RestartDone(Ok(pid)));
         }
-        let previous = self.current.replace(Serving { pid, since: now });
-        let status = match previous {
-            Some(old) => {
-                out.push(Action::Drain {
-                    pid: old.pid,
-                    successor: Some(pid),
-                });
-                self.leaving.push(Leaving {
-                    pid: old.pid,
-                    since: old.since,
-                    kill_at: now + drain_bound(self.timeouts),
-                    killed: false,
-                    spared: false,
-                });
-                format!("serving: worker pid {pid}; worker pid {} drains", old.pid)
-            }
-            None if self.ever_ready => format!("serving: worker pid {pid} (a replacement)"),
-            None => format!("serving: worker pid {pid}"),
+        let status = if self.ever_ready {
+            format!("serving: worker pid {pid} (a replacement)")
+        } else {
+            format!("serving: worker pid {pid}")
         };
         if !self.ever_ready {
             self.ever_ready = true;
@@ -466,6 +526,19 @@ impl Machine {
         }
         out.push(Action::Notify(Notify::Ready { main_pid: self.pid }));
         out.push(Action::Notify(Notify::Status(status)));
+    }
+
+    /// Reports the pending handover done: the restart's answer, `READY=1`,
+    /// STATUS.
+    fn complete_handover(&mut self, out: &mut Vec<Action>) {
+        let Some(h) = self.handover.take() else {
+            return;
+        };
+        if h.asked {
+            out.push(Action::RestartDone(Ok(h.new)));
+        }
+        out.push(Action::Notify(Notify::Ready { main_pid: self.pid }));
+        out.push(Action::Notify(Notify::Status(h.status)));
     }
 
     fn on_exited(
@@ -476,6 +549,13 @@ impl Machine {
         now: Instant,
         out: &mut Vec<Action>,
     ) {
+        if self
+            .handover
+            .as_ref()
+            .is_some_and(|h| h.old == pid || h.new == pid)
+        {
+            self.complete_handover(out);
+        }
         if let Some(t) = self.taking_back.take_if(|t| t.worker.pid == pid) {
             self.take_back_failed(t, &format!("exited ({status})"), now, out);
             return;
@@ -674,6 +754,7 @@ impl Machine {
     }
 
     fn begin_shutdown(&mut self, status: String, now: Instant, out: &mut Vec<Action>) {
+        self.complete_handover(out);
         if std::mem::take(&mut self.restart_asked) {
             out.push(Action::RestartDone(Err(Error::ShuttingDown)));
         }
@@ -734,6 +815,9 @@ impl Machine {
     }
 
     fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.handover.as_ref().is_some_and(|h| now >= h.deadline) {
+            self.complete_handover(out);
+        }
         if let Phase::Running = self.phase {
             match self.starting {
                 Starting::AwaitingReady { pid, deadline } if now >= deadline => {
@@ -872,21 +956,49 @@ mod tests {
         let acts = m.on(Event::WorkerReady { pid: 11 }, t0 + secs(1));
         assert!(matches!(
             &acts[..],
+            [Action::Drain {
+                pid: 10,
+                successor: Some(11)
+            }]
+        ));
+        assert_eq!(m.current(), Some(11));
+        assert_eq!(m.draining(), [10]);
+        // Done once 10 says it stopped accepting, not before.
+        assert_eq!(m.handing_over(), Some(10));
+        assert_eq!(m.deadline(), Some(t0 + secs(1) + DRAIN_WAIT));
+        let acts = m.on(Event::WorkerDraining { pid: 10 }, t0 + secs(1));
+        assert!(matches!(
+            &acts[..],
             [
                 Action::RestartDone(Ok(11)),
-                Action::Drain {
-                    pid: 10,
-                    successor: Some(11)
-                },
                 Action::Notify(Notify::Ready { main_pid: SUP }),
                 Action::Notify(Notify::Status(_)),
             ]
         ));
-        assert_eq!(m.current(), Some(11));
-        assert_eq!(m.draining(), [10]);
+        assert_eq!(m.handing_over(), None);
         assert_eq!(m.deadline(), Some(t0 + secs(1) + secs(40) + KILL_MARGIN));
         assert!(m.on(exited(10, true), t0 + secs(2)).is_empty());
         assert_eq!(m.draining(), Vec::<u32>::new());
+        assert_eq!(m.deadline(), None);
+    }
+
+    #[test]
+    fn a_restart_is_done_without_the_old_workers_word_once_it_exits_or_at_the_deadline() {
+        let t0 = Instant::now();
+        let mut m = restarting(t0, 11);
+        m.on(Event::WorkerReady { pid: 11 }, t0);
+        assert!(m.on(Event::Tick, t0 + DRAIN_WAIT / 2).is_empty());
+        let acts = m.on(Event::Tick, t0 + DRAIN_WAIT);
+        assert_eq!(names(&acts), ["RestartDone", "Notify", "Notify"]);
+        assert!(
+            m.on(Event::WorkerDraining { pid: 10 }, t0 + DRAIN_WAIT)
+                .is_empty()
+        );
+
+        let mut m = restarting(t0, 11);
+        m.on(Event::WorkerReady { pid: 11 }, t0);
+        let acts = m.on(exited(10, true), t0);
+        assert_eq!(names(&acts), ["RestartDone", "Notify", "Notify"]);
         assert_eq!(m.deadline(), None);
     }
 
@@ -952,6 +1064,7 @@ mod tests {
     fn taking_back(t0: Instant) -> Machine {
         let mut m = restarting(t0, 11);
         m.on(Event::WorkerReady { pid: 11 }, t0);
+        m.on(Event::WorkerDraining { pid: 10 }, t0);
         let acts = m.on(exited(11, false), t0 + secs(1));
         assert!(matches!(
             &acts[..],
@@ -1094,6 +1207,7 @@ mod tests {
         let t0 = Instant::now();
         let mut m = restarting(t0, 11);
         m.on(Event::WorkerReady { pid: 11 }, t0);
+        m.on(Event::WorkerDraining { pid: 10 }, t0);
         let bound = secs(40) + KILL_MARGIN;
         assert!(m.on(Event::Tick, t0 + bound - secs(1)).is_empty());
         let acts = m.on(Event::Tick, t0 + bound);
@@ -1207,6 +1321,7 @@ mod tests {
         let t0 = Instant::now();
         let mut m = restarting(t0, 11);
         m.on(Event::WorkerReady { pid: 11 }, t0);
+        m.on(Event::WorkerDraining { pid: 10 }, t0);
         m.on(Event::RestartRequested, t0);
         m.on(Event::WorkerSpawned { pid: 12 }, t0);
         let acts = m.on(Event::ShutdownRequested, t0 + secs(1));

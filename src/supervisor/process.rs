@@ -225,6 +225,10 @@ impl Supervisor {
                 tracing::info!(pid, "worker accepts again");
                 Some(Event::WorkerResumed { pid })
             }
+            ToSupervisor::Draining => {
+                tracing::debug!(pid, "worker stopped accepting");
+                Some(Event::WorkerDraining { pid })
+            }
         }
     }
 

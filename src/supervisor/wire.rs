@@ -28,6 +28,8 @@ pub(crate) enum ToSupervisor {
     Restart,
     /// The worker accepts again, as it was told (`U`).
     Resumed,
+    /// The worker stopped accepting, as it was told (`D`).
+    Draining,
 }
 
 /// What a supervisor tells its worker.
@@ -128,6 +130,11 @@ pub(crate) fn send_restart(channel: BorrowedFd<'_>) -> std::io::Result<()> {
     send(channel, "H\n", &[])
 }
 
+/// Worker side: says it stopped accepting (the answer to `D`).
+pub(crate) fn send_draining(channel: BorrowedFd<'_>) -> std::io::Result<()> {
+    send(channel, "D\n", &[])
+}
+
 /// Worker side: says it accepts again (the answer to `U`).
 pub(crate) fn send_resumed(channel: BorrowedFd<'_>) -> std::io::Result<()> {
     send(channel, "U\n", &[])
@@ -150,6 +157,7 @@ pub(crate) fn recv_from_worker(channel: BorrowedFd<'_>) -> std::io::Result<Optio
         }
         "H" => ToSupervisor::Restart,
         "U" => ToSupervisor::Resumed,
+        "D" => ToSupervisor::Draining,
         // A worker of protocol 1 without supervision says `R` alone.
         "R" => ToSupervisor::Ready { version: None },
         _ => match head.strip_prefix("R ") {
@@ -227,6 +235,7 @@ mod tests {
         send_ready(worker.as_fd(), &listeners).unwrap();
         send_restart(worker.as_fd()).unwrap();
         send_resumed(worker.as_fd()).unwrap();
+        send_draining(worker.as_fd()).unwrap();
         let mut got = Vec::new();
         loop {
             match recv_from_worker(supervisor.as_fd()).unwrap().unwrap() {
@@ -247,6 +256,10 @@ mod tests {
         assert!(matches!(
             recv_from_worker(supervisor.as_fd()).unwrap(),
             Some(ToSupervisor::Resumed)
+        ));
+        assert!(matches!(
+            recv_from_worker(supervisor.as_fd()).unwrap(),
+            Some(ToSupervisor::Draining)
         ));
         for message in [
             ToWorker::Drain { successor: Some(7) },

@@ -490,9 +490,18 @@ fn each_step(trace: &Trace, mut check: impl FnMut(&Step) -> Verdict) -> Verdict 
         .try_for_each(|s| check(s).map_err(|why| at(s, why)))
 }
 
+/// The successor a step's `RestartDone(Ok(pid))` names, if it has one.
+fn handed_over_in(s: &Step) -> Option<u32> {
+    s.actions.iter().find_map(|a| match a {
+        Action::RestartDone(Ok(pid)) => Some(*pid),
+        _ => None,
+    })
+}
+
 /// Property 1: never stops accepting early. A `BeginDrain` that no shutdown
 /// request preceded follows the `ChildReady` of the child spawned last (and
-/// still alive), after `RestartDone(Ok(that pid))` in the same step. The
+/// still alive), before `RestartDone(Ok(that pid))` in the same step (the
+/// restart is reported done once this generation stopped accepting). The
 /// machine accepts until `BeginDrain` and again from `Resume`; it never
 /// exits without draining.
 pub fn p1_never_stops_accepting_early(trace: &Trace) -> Verdict {
@@ -513,7 +522,7 @@ pub fn p1_never_stops_accepting_early(trace: &Trace) -> Verdict {
         for (i, a) in s.actions.iter().enumerate() {
             match a {
                 Action::BeginDrain => {
-                    let answered = s.actions[..i].iter().any(
+                    let answered = s.actions[i + 1..].iter().any(
                         |a| matches!(a, Action::RestartDone(Ok(p)) if Some(*p) == last_spawned),
                     );
                     ensure!(!draining, "BeginDrain while draining");
@@ -613,13 +622,14 @@ pub fn p3_one_upgrade_at_a_time(trace: &Trace) -> Verdict {
                 format!("exited: {exited}, draining: {draining:?}, upgrading: {attempt_open}");
             ensure!(ok, "restart request while {state} answered with [{got}]");
         }
-        let mut answered_ok = None;
+        // The successor a drain in this step is for (its RestartDone comes
+        // right after the BeginDrain).
+        let answered_ok = handed_over_in(s);
         for a in &s.actions {
             match a {
                 Action::RestartDone(result) => {
                     ensure!(pending > 0, "RestartDone({result:?}) answers no request");
                     (pending, attempt_open) = (0, false);
-                    answered_ok = result.as_ref().ok().copied();
                 }
                 Action::Coalesced | Action::Deferred => {
                     let asked = matches!(s.event, Event::RestartRequested);
@@ -831,10 +841,9 @@ pub fn p8_pid_file_names_who_accepts(trace: &Trace) -> Verdict {
         if exited {
             return Ok(()); // p5 checks what comes after Exit
         }
-        let (mut handed_to, mut written) = (None, None);
+        let (handed_to, mut written) = (handed_over_in(s), None);
         for a in &s.actions {
             match a {
-                Action::RestartDone(Ok(pid)) => handed_to = Some(*pid),
                 Action::BeginDrain => drain = Some(handed_to),
                 Action::Resume => drain = None,
                 Action::WritePidFile(pid) => {
