@@ -458,15 +458,17 @@ impl Machine {
     }
 
     fn supervised_drain(&mut self, successor: Option<u32>, now: Instant, out: &mut Vec<Action>) {
-        if self.asked {
-            self.asked = false;
-            out.push(Action::RestartDone(Err(Error::ShuttingDown)));
-        }
         out.push(Action::BeginDrain);
         self.phase = Phase::Draining {
             successor,
             stop_at: now + self.timeouts.stop,
         };
+        if std::mem::take(&mut self.asked) {
+            // Drained for a successor: that is the restart asked for, done
+            // now that this worker stopped accepting (the supervisor's own
+            // answer follows and is ignored). Else the service stops.
+            out.push(Action::RestartDone(successor.ok_or(Error::ShuttingDown)));
+        }
     }
 
     fn on_started(&mut self, out: &mut Vec<Action>) {
@@ -956,5 +958,28 @@ mod tests {
         assert_eq!(names(&m.on(Event::ParentExited, t0)), ["BeginDrain"]);
         let acts = m.on(Event::DrainIdle, t0);
         assert!(matches!(acts[..], [Action::Exit(ExitReason::Shutdown)]));
+        // The supervisor drains the asker before it answers (it answers once
+        // the old worker stopped accepting): the drain is the answer.
+        let mut m = Machine::supervised(Timeouts::default(), 5);
+        m.on(Event::Started, t0);
+        m.on(Event::RestartRequested, t0);
+        let acts = m.on(Event::DrainRequested { successor: Some(9) }, t0);
+        assert!(matches!(
+            acts[..],
+            [Action::BeginDrain, Action::RestartDone(Ok(9))]
+        ));
+        assert!(m.on(Event::RestartAnswered(Ok(9)), t0).is_empty());
+        // Drained for a shutdown instead: the restart will not happen.
+        let mut m = Machine::supervised(Timeouts::default(), 5);
+        m.on(Event::Started, t0);
+        m.on(Event::RestartRequested, t0);
+        let acts = m.on(Event::DrainRequested { successor: None }, t0);
+        assert!(matches!(
+            acts[..],
+            [
+                Action::BeginDrain,
+                Action::RestartDone(Err(Error::ShuttingDown))
+            ]
+        ));
     }
 }

@@ -333,8 +333,10 @@ fn check(steps: &[Step]) -> Result<(), String> {
             return fail("actions after Exit".into());
         }
         let mut failed_start = false;
+        // This step's own request: answered in the step (refused at once),
+        // or counted after it (an answer in the step is for earlier ones).
+        let mut new_request = matches!(s.event, Event::RestartRequested) && exit.is_none();
         match &s.event {
-            Event::RestartRequested if exit.is_none() => asked += 1,
             Event::WorkerSpawned { pid } => (_, spawn_pending) = (spawned.insert(*pid), false),
             Event::SpawnFailed(_) => (spawn_pending, failed_start) = (false, !stopping),
             Event::WorkerExited { pid, success, .. } if spawned.contains(pid) => {
@@ -470,6 +472,7 @@ fn check(steps: &[Step]) -> Result<(), String> {
                 }
                 Action::Kill { .. } => shutdown_went_wrong |= stopping,
                 // p3: every restart request answered exactly once.
+                Action::RestartDone(_) if asked == 0 && new_request => new_request = false,
                 Action::RestartDone(_) if asked == 0 => {
                     return fail("an answer nobody asked for".into());
                 }
@@ -494,6 +497,9 @@ fn check(steps: &[Step]) -> Result<(), String> {
                 }
                 _ => {}
             }
+        }
+        if new_request {
+            asked += 1;
         }
         // p3: a request waits only for a worker on its way, or for the
         // worker it replaces to say it stopped accepting.

@@ -409,6 +409,13 @@ impl Machine {
         self.handover.as_ref().map(|h| h.old)
     }
 
+    /// Whether a restart request waits for its answer ([`Action::RestartDone`]).
+    /// Right after [`Event::RestartRequested`], false means the request was
+    /// refused at once (the supervisor is shutting down).
+    pub fn restart_pending(&self) -> bool {
+        self.restart_asked || self.handover.as_ref().is_some_and(|h| h.asked)
+    }
+
     /// The draining worker told to accept again that has not said it does
     /// yet, if any.
     pub fn taking_back(&self) -> Option<u32> {
@@ -437,11 +444,9 @@ impl Machine {
             return;
         }
         // A restart not yet reported done (the old worker has not said it
-        // stopped accepting) answers this request too.
-        if let Some(h) = &mut self.handover {
-            h.asked = true;
-            return;
-        }
+        // stopped accepting) is done as far as this request goes: its new
+        // worker serves. This request wants another one.
+        self.complete_handover(out);
         self.restart_asked = true;
         // A worker on its way (or due after a backoff) answers this request.
         if let Starting::No = self.starting {
@@ -1000,6 +1005,29 @@ mod tests {
         let acts = m.on(exited(10, true), t0);
         assert_eq!(names(&acts), ["RestartDone", "Notify", "Notify"]);
         assert_eq!(m.deadline(), None);
+    }
+
+    #[test]
+    fn a_restart_asked_while_the_last_one_is_not_reported_done_starts_another() {
+        let t0 = Instant::now();
+        let mut m = restarting(t0, 11);
+        m.on(Event::WorkerReady { pid: 11 }, t0);
+        assert!(m.restart_pending(), "the first request waits for 10's word");
+        let acts = m.on(Event::RestartRequested, t0);
+        assert_eq!(
+            names(&acts),
+            [
+                "RestartDone",
+                "Notify",
+                "Notify",
+                "Notify",
+                "Notify",
+                "Spawn"
+            ]
+        );
+        assert!(matches!(acts[0], Action::RestartDone(Ok(11))));
+        assert!(m.restart_pending(), "the second waits for the new worker");
+        assert_eq!(m.handing_over(), None);
     }
 
     #[test]

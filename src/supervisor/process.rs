@@ -55,6 +55,10 @@ struct Supervisor {
     workers: HashMap<u32, Worker>,
     /// Workers that asked for the restart in flight.
     askers: Vec<u32>,
+    /// The worker whose request is being handled: it joins `askers` only
+    /// after, so that an answer the same event gives to earlier requests
+    /// does not reach it.
+    new_asker: Option<u32>,
     /// The last reports, for an exit that fails (the cause, then what the
     /// supervisor concluded).
     reports: std::collections::VecDeque<String>,
@@ -76,6 +80,7 @@ pub(crate) fn run(config: Config) -> (u8, Option<String>) {
         config,
         workers: HashMap::new(),
         askers: Vec::new(),
+        new_asker: None,
         reports: Default::default(),
         inputs: tx,
     };
@@ -160,6 +165,14 @@ impl Supervisor {
                     return code;
                 }
             }
+            if let Some(pid) = self.new_asker.take() {
+                if self.machine.restart_pending() {
+                    self.askers.push(pid);
+                } else {
+                    let refused = crate::Error::ShuttingDown.to_string();
+                    self.tell(pid, &ToWorker::Answer(Err(refused)));
+                }
+            }
         }
     }
 
@@ -218,7 +231,7 @@ impl Supervisor {
             }
             ToSupervisor::Restart => {
                 tracing::info!(pid, "restart requested by a worker");
-                self.askers.push(pid);
+                self.new_asker = Some(pid);
                 Some(Event::RestartRequested)
             }
             ToSupervisor::Resumed => {
