@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use actix_rt::ArbiterHandle;
 use actix_web::dev::ServerHandle;
-use futures_util::future::{BoxFuture, join_all, select};
+use futures_util::future::{BoxFuture, Either, join_all, select};
 
 use super::connections::Connections;
 use crate::latch::Latch;
@@ -34,6 +34,9 @@ use crate::{DrainGroup, Drainable};
 /// handed to the workers before, they are then made to take (see
 /// [`Shared::probe_workers`]).
 const SETTLE: Duration = Duration::from_millis(20);
+/// How long a graceful stop of actix, once it holds no connection handoff
+/// counts, may take before it is forced.
+const GRACEFUL_STOP: Duration = Duration::from_secs(1);
 
 /// The state a [`Server`](super::Server) and its clones share.
 pub(super) struct Shared {
@@ -203,7 +206,19 @@ impl Shared {
             return;
         };
         let graceful = !self.group.hammer_signal().is_fired() && !self.stopped.is_set();
-        handle.stop(graceful).await;
+        let stopped = handle.stop(graceful);
+        if graceful {
+            // handoff counts no connection any more: a graceful stop that
+            // lags (an actix worker that still counts one it closed) ends
+            // with a forced one rather than actix's 30 s shutdown timeout.
+            let bound = tokio::time::sleep(GRACEFUL_STOP);
+            if let Either::Right(_) = select(pin!(stopped), pin!(bound)).await {
+                tracing::debug!("actix's graceful stop lags; stopping it now");
+                stop_now(handle.stop(false));
+            }
+        } else {
+            stopped.await;
+        }
         self.finished.raised().await;
     }
 
