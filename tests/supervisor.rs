@@ -111,15 +111,29 @@ fn as_pid_1_of_a_pid_namespace_restarts_work_and_no_zombie_is_left() {
         stderr(&dir)
     );
     let mut seen = vec![pid_in(&get(addr, "/").unwrap().1).unwrap()];
-    for _ in 0..3 {
+    for restarts in 1..=3 {
         process::kill(supervisor, Signal::HUP).unwrap();
-        serving_addr(&lines);
+        if lines.recv_timeout(T30).is_err() {
+            panic!("no new worker serves\n{}", stderr(&dir));
+        }
         let next = process::poll_until(T10, Duration::from_millis(20), || {
             let pid = pid_in(&get(addr, "/").ok()?.1)?;
             (!seen.contains(&pid)).then_some(pid)
         })
         .expect("a new worker answers");
         seen.push(next);
+        // The next SIGHUP only once this restart is done: one that comes
+        // while it is in flight (the new worker may answer before the
+        // supervisor has its ready message) joins it.
+        let done = process::poll_until(T10, Duration::from_millis(10), || {
+            let n = stderr(&dir).matches("restart complete").count();
+            (n >= restarts).then_some(())
+        });
+        assert!(
+            done.is_some(),
+            "restart {restarts} never done\n{}",
+            stderr(&dir)
+        );
     }
     // Every worker that drained was reaped: the supervisor's only child is
     // the serving worker, and nothing in the namespace is a zombie.
