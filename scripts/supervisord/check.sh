@@ -24,13 +24,21 @@ now_ms() { date +%s%3N; }
 ok=1
 fail() { echo "FAIL: $*"; ok=0; }
 pids=()
+supervisord_pid=""
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    if [ -f "$work/supervisord.pid" ]; then
+    if [ -n "$supervisord_pid" ]; then
         ctl stop all >/dev/null 2>&1
-        kill "$(cat "$work/supervisord.pid")" 2>/dev/null
-        for _ in $(seq 100); do [ -f "$work/supervisord.pid" ] || break; sleep 0.1; done
+        kill "$supervisord_pid" 2>/dev/null
+        for _ in $(seq 100); do kill -0 "$supervisord_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$supervisord_pid" 2>/dev/null
+        wait "$supervisord_pid" 2>/dev/null
     fi
+    # Whatever the program left behind (a generation supervisord did not
+    # stop; it gives each program its own process group): by its port.
+    for p in $(pgrep -f -- "--listen 127.0.0.1:$port"); do
+        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$(basename "$demo" | cut -c1-15)" ] && kill -KILL "$p"
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -39,6 +47,7 @@ cat >"$work/supervisord.conf" <<CONF
 [unix_http_server]
 file=$work/supervisor.sock
 [supervisord]
+nodaemon=true
 logfile=$work/supervisord.log
 pidfile=$work/supervisord.pid
 [rpcinterface:supervisor]
@@ -48,7 +57,15 @@ serverurl=unix://$work/supervisor.sock
 CONF
 sed -e "s|/usr/local/bin/demo|$demo|" -e "s|127\.0\.0\.1:8080|127.0.0.1:$port|" \
     -e "s|/var/log/|$work/|" "$conf_src" >>"$work/supervisord.conf"
-timeout 30 supervisord -c "$work/supervisord.conf" || { echo "FAIL: supervisord did not start"; exit 1; }
+# In the foreground, as the script's child: it stays in the script's process
+# group, and so does every process it starts.
+supervisord -c "$work/supervisord.conf" >/dev/null 2>&1 &
+supervisord_pid=$!
+for _ in $(seq 300); do
+    ctl status >/dev/null 2>&1 && break
+    kill -0 "$supervisord_pid" 2>/dev/null || { echo "FAIL: supervisord did not start"; exit 1; }
+    sleep 0.1
+done
 echo "SUPERVISORD $(supervisord --version)"
 
 served_pid() { curl -s --max-time 2 "$url/" | sed -n 's/.*pid=\([0-9]*\).*/\1/p'; }
