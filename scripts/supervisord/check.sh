@@ -19,8 +19,8 @@ here=$(dirname "$(realpath "$0")")
 conf_src=$(realpath "$here/../../docs/deploy/supervisord/demo.conf")
 work=$(mktemp -d /tmp/handoff-supervisord.XXXXXX)
 url="http://127.0.0.1:$port"
+. "$here/../demo-client.sh"
 ctl() { timeout 60 supervisorctl -c "$work/supervisord.conf" "$@"; }
-now_ms() { date +%s%3N; }
 ok=1
 fail() { echo "FAIL: $*"; ok=0; }
 pids=()
@@ -68,16 +68,6 @@ for _ in $(seq 300); do
 done
 echo "SUPERVISORD $(supervisord --version)"
 
-served_pid() { curl -s --max-time 2 "$url/" | sed -n 's/.*pid=\([0-9]*\).*/\1/p'; }
-wait_served_other() {   # a pid other than $1 answers GET / (bounded)
-    local deadline=$(($(now_ms) + 15000)) pid
-    while [ "$(now_ms)" -lt $deadline ]; do
-        pid=$(served_pid)
-        [ -n "$pid" ] && [ "$pid" != "$1" ] && { echo "$pid"; return 0; }
-        sleep 0.05
-    done
-    return 1
-}
 program_pid() { ctl pid demo; }
 
 first=$(wait_served_other 0) || { fail "never served"; exit 1; }
@@ -105,19 +95,7 @@ done
 kill -INT "${pids[@]}" 2>/dev/null
 for p in "${pids[@]}"; do wait "$p"; done
 pids=()
-python3 - "$work/get.json" "$work/post.json" <<'PY' || fail "requests failed under load"
-import json, sys
-failed = 0
-for path, what in zip(sys.argv[1:], ["GET /", "POST /echo"]):
-    r = json.load(open(path))
-    codes = r.get("statusCodeDistribution", {})
-    errors = r.get("errorDistribution", {})
-    ok = sum(v for k, v in codes.items() if k.startswith("2"))
-    bad = sum(v for k, v in codes.items() if not k.startswith("2")) + sum(errors.values())
-    print(f"LOAD oha {what} ok={ok} failed={bad} codes={codes} errors={errors}")
-    failed += bad + (0 if ok else 1)
-sys.exit(1 if failed else 0)
-PY
+oha_report "$work/get.json" "$work/post.json" || fail "requests failed under load"
 [ "$(program_pid)" = "$program" ] || fail "the program's pid changed: supervisord restarted it"
 
 curl -s --max-time 10 -o "$work/sleep.out" -w '%{http_code}' "$url/sleep?duration=2s" >"$work/sleep.code" &

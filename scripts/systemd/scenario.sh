@@ -36,8 +36,8 @@ reloads=${4:-5}
 here=$(dirname "$(realpath "$0")")
 units=$(realpath "$here/../../docs/deploy/systemd")
 url="http://127.0.0.1:$port"
+. "$here/../demo-client.sh"
 inside() { timeout 60 nsenter -t "$SYSD_LEADER" -a "$@"; }
-now_ms() { date +%s%3N; }
 ok=1
 fail() { echo "FAIL: $*"; ok=0; }
 
@@ -55,18 +55,6 @@ trap cleanup EXIT
 work=$(mktemp -d /tmp/handoff-scenario.XXXXXX)
 trap 'cleanup; rm -rf "$work"' EXIT
 
-# The served pid: `hello from pid=PID`.
-served_pid() { curl -s --max-time 2 "$url/" | sed -n 's/.*pid=\([0-9]*\).*/\1/p'; }
-# Waits (bounded) until GET / answers from a pid other than $1.
-wait_served_other() {
-    local deadline=$(($(now_ms) + 15000)) pid
-    while [ "$(now_ms)" -lt $deadline ]; do
-        pid=$(served_pid)
-        [ -n "$pid" ] && [ "$pid" != "$1" ] && { echo "$pid"; return 0; }
-        sleep 0.05
-    done
-    return 1
-}
 
 etc="$SYSD_ROOT/etc/systemd/system"
 sed "s/127\.0\.0\.1:8080/127.0.0.1:$port/" "$units/demo.socket" >"$etc/demo.socket"
@@ -151,19 +139,7 @@ wait "$oha_pid"
 wait "$oha_post_pid"
 oha_pid=""
 oha_post_pid=""
-python3 - "$work/oha.json" "$work/oha-post.json" <<'PY'
-import json, sys
-failed = 0
-for path, what in zip(sys.argv[1:], ["GET /", "POST /echo"]):
-    r = json.load(open(path))
-    codes = r.get("statusCodeDistribution", {})
-    errors = r.get("errorDistribution", {})
-    ok = sum(v for k, v in codes.items() if k.startswith("2"))
-    bad = sum(v for k, v in codes.items() if not k.startswith("2")) + sum(errors.values())
-    print(f"LOAD oha {what} ok={ok} failed={bad} codes={codes} errors={errors}")
-    failed += bad + (0 if ok else 1)
-sys.exit(1 if failed else 0)
-PY
+oha_report "$work/oha.json" "$work/oha-post.json"
 [ $? -eq 0 ] || fail "requests failed under load"
 
 # Stop with a 1 s request in flight.
