@@ -114,20 +114,20 @@ mod http {
     use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
     use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
-    use crate::hyper::Listener;
+    use crate::hyper::{Listener, PeerAddr};
 
     /// Accepts on async-io's reactor; streams are seen through tokio's I/O
     /// traits, which hyper's glue and TLS use.
     impl Listener for Async<std::net::TcpListener> {
         type Stream = AsyncIoStream<std::net::TcpStream>;
 
-        async fn accept_stream(&self) -> io::Result<Self::Stream> {
-            let (stream, _) = self.accept().await?;
+        async fn accept_stream(&self) -> io::Result<(Self::Stream, PeerAddr)> {
+            let (stream, peer) = self.accept().await?;
             // Responses are written whole; don't let Nagle delay their tails.
             if let Err(e) = stream.get_ref().set_nodelay(true) {
                 tracing::debug!("cannot set TCP_NODELAY: {e}");
             }
-            Ok(AsyncIoStream(stream.compat()))
+            Ok((AsyncIoStream(stream.compat()), PeerAddr::Tcp(peer)))
         }
 
         fn readable(stream: &Self::Stream) -> impl Future<Output = io::Result<()>> + Send {
@@ -138,9 +138,12 @@ mod http {
     impl Listener for Async<std::os::unix::net::UnixListener> {
         type Stream = AsyncIoStream<std::os::unix::net::UnixStream>;
 
-        async fn accept_stream(&self) -> io::Result<Self::Stream> {
-            let (stream, _) = self.accept().await?;
-            Ok(AsyncIoStream(stream.compat()))
+        async fn accept_stream(&self) -> io::Result<(Self::Stream, PeerAddr)> {
+            let (stream, peer) = self.accept().await?;
+            Ok((
+                AsyncIoStream(stream.compat()),
+                PeerAddr::unix(peer.as_pathname()),
+            ))
         }
 
         fn readable(stream: &Self::Stream) -> impl Future<Output = io::Result<()>> + Send {

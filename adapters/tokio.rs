@@ -90,7 +90,7 @@ mod http {
     use hyper_util::rt::TokioTimer;
 
     use super::Tokio;
-    use crate::hyper::{HttpRuntime, Listener};
+    use crate::hyper::{HttpRuntime, Listener, PeerAddr};
 
     impl HttpRuntime for Tokio {
         type TcpListener = ::tokio::net::TcpListener;
@@ -115,13 +115,13 @@ mod http {
     impl Listener for ::tokio::net::TcpListener {
         type Stream = ::tokio::net::TcpStream;
 
-        async fn accept_stream(&self) -> io::Result<Self::Stream> {
-            let (stream, _) = self.accept().await?;
+        async fn accept_stream(&self) -> io::Result<(Self::Stream, PeerAddr)> {
+            let (stream, peer) = self.accept().await?;
             // Responses are written whole; don't let Nagle delay their tails.
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::debug!("cannot set TCP_NODELAY: {e}");
             }
-            Ok(stream)
+            Ok((stream, PeerAddr::Tcp(peer)))
         }
 
         fn readable(stream: &Self::Stream) -> impl Future<Output = io::Result<()>> + Send {
@@ -132,8 +132,9 @@ mod http {
     impl Listener for ::tokio::net::UnixListener {
         type Stream = ::tokio::net::UnixStream;
 
-        async fn accept_stream(&self) -> io::Result<Self::Stream> {
-            self.accept().await.map(|(stream, _)| stream)
+        async fn accept_stream(&self) -> io::Result<(Self::Stream, PeerAddr)> {
+            let (stream, peer) = self.accept().await?;
+            Ok((stream, PeerAddr::unix(peer.as_pathname())))
         }
 
         fn readable(stream: &Self::Stream) -> impl Future<Output = io::Result<()>> + Send {

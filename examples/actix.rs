@@ -15,8 +15,10 @@
 //! pid=PID`; `POST /echo` answers with the request body (up to 16 MiB);
 //! `GET /stream` streams `streaming in pid PID`, then a
 //! `tick` line every 100 ms until draining starts, then `draining pid=PID`
-//! and ends. SIGHUP or SIGUSR2 restarts, SIGTERM or SIGINT shuts down
-//! gracefully.
+//! and ends; `GET /peer` answers `peer=IP:PORT`, the client's address
+//! (`HttpRequest::peer_addr`); `GET /readyz` and `GET /metrics` as the
+//! demo's. SIGHUP or SIGUSR2 restarts, SIGTERM or
+//! SIGINT shuts down gracefully.
 //!
 //! Each listener serves HTTP/1.1, and HTTP/2 with prior knowledge too (`curl
 //! --http2-prior-knowledge`) when `ACTIX_H2C=1` is in the environment (see
@@ -43,6 +45,8 @@ use handoff::{Address, ExitReason, Handoff};
 
 #[path = "common/cli.rs"]
 mod cli;
+#[path = "common/observe.rs"]
+mod observe;
 
 const DEFAULT_LISTEN: [&str; 3] = ["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8082"];
 const TICK: Duration = Duration::from_millis(100);
@@ -74,11 +78,14 @@ fn main() -> ExitCode {
         }
     };
     raise_fd_limit();
+    // Before the handoff is built: handoff takes its metric handles then.
+    observe::install();
     // Take the inherited sockets before actix starts its threads.
     let handoff = match cli.launch() {
         Ok(handoff) => handoff,
         Err(code) => return code,
     };
+    observe::set_handle(handoff.handle());
     match actix_web::rt::System::new().block_on(serve(handoff, &cli)) {
         Ok(reason) => cli.done(reason),
         Err(e) => cli.fail(e),
@@ -104,6 +111,9 @@ async fn serve(mut handoff: Handoff, cli: &cli::Cli) -> Result<ExitReason, hando
             .service(get_only("/sleep").route(web::get().to(sleep)))
             .service(get_only("/sleep/").route(web::get().to(sleep)))
             .service(get_only("/stream").route(web::get().to(stream)))
+            .service(get_only("/peer").route(web::get().to(peer)))
+            .service(get_only("/readyz").route(web::get().to(|| status(observe::readyz()))))
+            .service(get_only("/metrics").route(web::get().to(|| status(observe::metrics()))))
             .service(
                 web::resource("/echo")
                     .app_data(web::PayloadConfig::new(ECHO_LIMIT))
@@ -137,8 +147,23 @@ fn get_only(path: &str) -> actix_web::Resource {
     }))
 }
 
+/// `GET /readyz` and `GET /metrics` (see `examples/common/observe.rs`).
+async fn status((status, body): (u16, String)) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status).body(body)
+}
+
 async fn root() -> String {
     format!("hello from pid={}\n", std::process::id())
+}
+
+/// `GET /peer`: the client's address, as actix saw it accept the connection.
+async fn peer(request: HttpRequest) -> HttpResponse {
+    match request.peer_addr() {
+        Some(peer) => HttpResponse::Ok().body(format!("peer={peer}\n")),
+        None => HttpResponse::InternalServerError().body("no peer address\n"),
+    }
 }
 
 async fn echo(body: Bytes) -> HttpResponse {

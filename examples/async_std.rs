@@ -27,6 +27,8 @@ mod cli;
 mod http_app;
 #[path = "common/http_server.rs"]
 mod http_server;
+#[path = "common/observe.rs"]
+mod observe;
 
 fn sleep(duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async_std::task::sleep(duration))

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use event_listener::Event;
 
 use crate::latch::Latch;
+use crate::telemetry;
 
 /// Anything that serves connections and can be drained.
 ///
@@ -209,6 +210,8 @@ impl DrainGroup {
         self.inner.count.fetch_add(1, Ordering::SeqCst);
         Tracked {
             draining: self.draining(),
+            counted: telemetry::ConnectionInFlight::new(),
+            idle_closed: false,
         }
     }
 
@@ -350,6 +353,10 @@ impl Draining {
 #[derive(Debug)]
 pub struct Tracked {
     draining: Draining,
+    /// The `metrics` feature's gauge of connections in flight.
+    counted: telemetry::ConnectionInFlight,
+    /// Closed by the drain while idle (counted apart from those drained).
+    idle_closed: bool,
 }
 
 impl Tracked {
@@ -372,11 +379,30 @@ impl Tracked {
     pub fn draining(&self) -> &Draining {
         &self.draining
     }
+
+    /// Says the connection ends because a drain closed it while idle: the
+    /// `metrics` feature counts it in `handoff_connections_closed_idle_total`
+    /// rather than `handoff_connections_drained_total`.
+    pub fn closed_idle(&mut self) {
+        self.idle_closed = true;
+    }
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
         let inner = &self.draining.group.inner;
+        // How the connection ended, for the metrics: on its own during a
+        // drain, closed idle by it, or aborted by the hammer.
+        if cfg!(feature = "metrics") {
+            let _ = &self.counted;
+            if inner.fired(Which::Hammer, self.draining.hammers) {
+                telemetry::hammered(1);
+            } else if self.idle_closed {
+                telemetry::closed_idle(1);
+            } else if inner.fired(Which::Drain, self.draining.drains) {
+                telemetry::drained(1);
+            }
+        }
         if inner.count.fetch_sub(1, Ordering::SeqCst) == 1 {
             inner.idle.notify(usize::MAX);
         }

@@ -5,6 +5,7 @@
 use std::future::{Future, poll_fn};
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
@@ -25,14 +26,15 @@ use crate::machine::{Action, Event, ExitReason, Machine, Notify};
 use crate::registry::Listeners;
 use crate::runtime::{Runtime, Signal};
 use crate::spawn::{self, Command, Successor};
-use crate::{notify, pidfile};
+use crate::state::Published;
+use crate::{notify, pidfile, telemetry};
 
 pub(crate) async fn run<R: Runtime, D: Drainable>(
     handoff: Handoff,
     runtime: R,
     server: D,
 ) -> Result<ExitReason> {
-    let span = tracing::info_span!("handoff", pid = own_pid());
+    let span = tracing::info_span!("handoff", pid = own_pid(), generation = handoff.generation);
     let reason = Loop::start(handoff, runtime, &server)
         .instrument(span.clone())
         .await?
@@ -54,6 +56,13 @@ struct ProcessHost<'a, D: Drainable> {
     events: mpsc::UnboundedSender<Event>,
     waiters: Vec<oneshot::Sender<Result<u32>>>,
     successor: Option<Successor>,
+    generation: u64,
+    /// The restart in flight: its span and when it began.
+    restart: Option<(tracing::Span, Instant)>,
+    /// The handover's span and when this generation began to drain for it.
+    handover: Option<(tracing::Span, Instant)>,
+    /// What this generation's drains had counted when the successor started.
+    drain_counted: [u64; 3],
     /// The channel to the parent, while it drains.
     parent: Option<ParentLink>,
     /// Resolves once the server is idle, while draining.
@@ -62,15 +71,23 @@ struct ProcessHost<'a, D: Drainable> {
 
 impl<D: Drainable> Host for ProcessHost<'_, D> {
     fn spawn(&mut self) -> Result<u32> {
+        let span = self.begin_restart();
+        let _entered = span.enter();
         if let Some(hook) = self.hooks.before_spawn.as_mut() {
             hook(()).map_err(Error::Hook)?;
         }
         let successor = spawn::spawn(
             &self.command,
             self.listeners.handover(),
+            self.generation + 1,
             self.events.clone(),
         )?;
         let pid = successor.pid;
+        // The successor's counters start from ours (HANDOFF_COUNTS); what
+        // this generation's drains count from now on is sent at the exit.
+        self.drain_counted = telemetry::own_drain();
+        span.record("successor", pid);
+        tracing::info!(successor = pid, "started the successor");
         self.successor = Some(successor);
         Ok(pid)
     }
@@ -83,6 +100,11 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
     }
 
     fn begin_drain(&mut self) {
+        let span = self.restart.as_ref().map(|(span, _)| span.clone());
+        let _entered = span.as_ref().map(tracing::Span::enter);
+        if let Some(span) = span.clone() {
+            self.handover = Some((span, Instant::now()));
+        }
         if let Some(hook) = self.hooks.on_drain.as_mut() {
             hook(());
         }
@@ -98,6 +120,7 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
     }
 
     fn resume(&mut self) {
+        self.handover = None;
         self.idle = None;
         self.server.resume();
         tracing::info!("accepting again");
@@ -161,6 +184,8 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
     }
 
     fn ask_supervisor(&mut self) {
+        let span = self.begin_restart();
+        let _entered = span.enter();
         let sent = match &self.parent {
             Some(parent) => crate::supervisor::wire::send_restart(parent.channel()),
             None => Err(std::io::Error::other("no supervisor")),
@@ -172,6 +197,19 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
     }
 
     fn restart_done(&mut self, result: Result<u32>) {
+        // Only an attempt is counted, not a request refused while draining.
+        let attempt = self.restart.take();
+        let _entered = attempt.as_ref().map(|(span, _)| span.enter());
+        if let Some((span, began)) = &attempt {
+            let took = began.elapsed();
+            span.record("result", if result.is_ok() { "ok" } else { "failed" });
+            span.record("ready_ms", took.as_secs_f64() * 1e3);
+            // Supervised, the supervisor spawned it: named only now.
+            if let (Ok(pid), None) = (&result, &self.successor) {
+                span.record("successor", pid);
+            }
+            telemetry::restart(result.is_ok(), Some(took));
+        }
         match &result {
             Ok(pid) => tracing::info!(successor = pid, "restart complete"),
             Err(e) => tracing::error!("restart failed: {e}"),
@@ -185,7 +223,13 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
     }
 
     fn successor_lost(&mut self, error: Error) {
-        tracing::error!("{error}");
+        if let Some((span, _)) = self.handover.take() {
+            span.record("result", "lost");
+            span.in_scope(|| tracing::error!("{error}"));
+        } else {
+            tracing::error!("{error}");
+        }
+        telemetry::successor_lost();
         if let Some(hook) = self.hooks.on_restart_result.as_mut() {
             hook(&Err(error));
         }
@@ -202,6 +246,25 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
 
     fn exit(&mut self, reason: ExitReason) {
         self.idle = None;
+        // What this generation's drains counted goes to whoever serves on, so
+        // the service's counters go on there.
+        let own = telemetry::own_drain();
+        match (&reason, &self.successor, &self.parent) {
+            (ExitReason::HandedOver { successor }, Some(s), _) if s.pid == *successor => {
+                s.send_drain_counts(std::array::from_fn(|i| own[i] - self.drain_counted[i]));
+            }
+            (_, _, Some(link)) if link.is_supervisor() => {
+                if let Err(e) = crate::supervisor::wire::send_drained(link.channel(), own) {
+                    tracing::debug!("cannot tell the supervisor the drain counts: {e}");
+                }
+            }
+            _ => {}
+        }
+        let handover = self.handover.take();
+        let _entered = handover.as_ref().map(|(span, began)| {
+            span.record("drain_ms", began.elapsed().as_secs_f64() * 1e3);
+            span.enter()
+        });
         match reason {
             ExitReason::KillTimeout => tracing::error!(
                 in_flight = self.server.in_flight(),
@@ -209,6 +272,22 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
             ),
             _ => tracing::info!(?reason, "drained; done"),
         }
+    }
+}
+
+impl<D: Drainable> ProcessHost<'_, D> {
+    /// Opens the span of a restart attempt (a child of the generation's).
+    fn begin_restart(&mut self) -> tracing::Span {
+        let span = tracing::info_span!(
+            "restart",
+            generation = self.generation,
+            successor = tracing::field::Empty,
+            result = tracing::field::Empty,
+            ready_ms = tracing::field::Empty,
+            drain_ms = tracing::field::Empty,
+        );
+        self.restart = Some((span.clone(), Instant::now()));
+        span
     }
 }
 
@@ -228,6 +307,7 @@ struct Loop<'a, R: Runtime, D: Drainable> {
     commands: mpsc::UnboundedReceiver<HandleCommand>,
     events: mpsc::UnboundedReceiver<Event>,
     timer: Option<(Instant, BoxFuture<'static, ()>)>,
+    published: Arc<Published>,
 }
 
 impl<'a, R: Runtime, D: Drainable> Loop<'a, R, D> {
@@ -287,9 +367,14 @@ impl<'a, R: Runtime, D: Drainable> Loop<'a, R, D> {
             events: events_tx,
             waiters: Vec::new(),
             successor: None,
+            generation: handoff.generation,
+            restart: None,
+            handover: None,
+            drain_counted: [0; 3],
             parent,
             idle: None,
         };
+        telemetry::generation(handoff.generation);
         let machine = match supervised {
             true => Machine::supervised(handoff.timeouts, own_pid()),
             false => Machine::new(handoff.timeouts, own_pid(), parent_alive),
@@ -303,6 +388,7 @@ impl<'a, R: Runtime, D: Drainable> Loop<'a, R, D> {
             commands: handoff.rx,
             events: events_rx,
             timer: None,
+            published: handoff.published,
         })
     }
 
@@ -313,9 +399,20 @@ impl<'a, R: Runtime, D: Drainable> Loop<'a, R, D> {
                 Some(event) => event,
                 None => self.next_event().await,
             };
-            if let Some(reason) = self.driver.handle(event, Instant::now()) {
+            let exit = self.driver.handle(event, Instant::now());
+            self.publish();
+            if let Some(reason) = exit {
                 return reason;
             }
+        }
+    }
+
+    /// Publishes the machine's state for handles (and the readiness gauge).
+    fn publish(&self) {
+        let state = self.driver.machine().state();
+        if self.published.set_state(state) {
+            tracing::debug!(%state, "state");
+            telemetry::ready(state.is_ready());
         }
     }
 
@@ -366,6 +463,9 @@ impl<'a, R: Runtime, D: Drainable> Loop<'a, R, D> {
                     tracing::info!("restart requested through a handle");
                     self.driver.host_mut().waiters.push(reply);
                     return Event::RestartRequested;
+                }
+                Some(Input::Handle(HandleCommand::InFlight(reply))) => {
+                    let _ = reply.send(self.driver.host().server.in_flight());
                 }
                 Some(Input::Handle(HandleCommand::Shutdown)) => {
                     tracing::info!("shutdown requested through a handle");

@@ -1,21 +1,40 @@
-//! [`Handle`]: ask a running driver to restart or shut down.
+//! [`Handle`]: ask a running driver to restart or shut down, and see what it
+//! is doing.
+
+use std::sync::Arc;
 
 use futures_channel::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
+use crate::state::{Published, State};
 
 pub(crate) enum Command {
     Restart(oneshot::Sender<Result<u32>>),
     Shutdown,
+    InFlight(oneshot::Sender<usize>),
 }
 
 /// A cloneable handle to the driver of this generation.
 ///
 /// Requests made before [`Handoff::run`](crate::Handoff::run) starts are
 /// carried out once it does.
+///
+/// A readiness endpoint answers from [`state`](Handle::state), which turns
+/// unready the moment a shutdown begins:
+///
+/// ```
+/// fn readyz(handle: &handoff::Handle) -> (u16, String) {
+///     let state = handle.state();
+///     let status = if state.is_ready() { 200 } else { 503 };
+///     (status, format!("{state} generation={}\n", handle.generation()))
+/// }
+/// # let handoff = handoff::Handoff::new().unwrap();
+/// # assert_eq!(readyz(&handoff.handle()).0, 503); // not running yet
+/// ```
 #[derive(Debug, Clone)]
 pub struct Handle {
     pub(crate) tx: mpsc::UnboundedSender<Command>,
+    pub(crate) published: Arc<Published>,
 }
 
 impl Handle {
@@ -32,9 +51,40 @@ impl Handle {
         rx.await.map_err(|_| Error::DriverGone)?
     }
 
-    /// Starts a graceful shutdown: stop accepting, let in-flight work finish
-    /// within the stop timeout, then exit.
+    /// Starts a graceful shutdown: report unready, serve on for the shutdown
+    /// delay if one is set, then stop accepting, let in-flight work finish
+    /// within the stop timeout, and exit. A second shutdown request skips
+    /// what is left of the delay.
     pub fn shutdown(&self) {
         let _ = self.tx.unbounded_send(Command::Shutdown);
+    }
+
+    /// What this generation is doing now, as its restart machine decided
+    /// (no wait: read from memory the driver updates).
+    pub fn state(&self) -> State {
+        self.published.state()
+    }
+
+    /// Whether this generation should get new work: [`State::is_ready`].
+    pub fn is_ready(&self) -> bool {
+        self.state().is_ready()
+    }
+
+    /// This process's generation: 1 for the first process of the service
+    /// (or the first worker of a supervisor), one more for each successor.
+    pub fn generation(&self) -> u64 {
+        self.published.generation()
+    }
+
+    /// How many connections or requests the server counts in flight
+    /// ([`Drainable::in_flight`](crate::Drainable::in_flight)), asked of the
+    /// driver: resolves once [`Handoff::run`](crate::Handoff::run) runs, and
+    /// to [`Error::DriverGone`] once it has returned.
+    pub async fn in_flight(&self) -> Result<usize> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .unbounded_send(Command::InFlight(tx))
+            .map_err(|_| Error::DriverGone)?;
+        rx.await.map_err(|_| Error::DriverGone)
     }
 }

@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_channel::mpsc;
@@ -17,6 +18,7 @@ use crate::registry::Listeners;
 use crate::runtime::{Runtime, Signal};
 use crate::signals::EarlySignals;
 use crate::spawn::Command;
+use crate::state::Published;
 use crate::unix_socket::UnixOptions;
 
 type Hook<A, R> = Box<dyn FnMut(A) -> R + Send>;
@@ -32,7 +34,8 @@ pub(crate) struct Hooks {
 
 /// Configures a [`Handoff`].
 ///
-/// Defaults: ready timeout 30 s, stop timeout 30 s, kill timeout 10 s;
+/// Defaults: ready timeout 30 s, stop timeout 30 s, kill timeout 10 s, no
+/// shutdown delay;
 /// SIGHUP and SIGUSR2 restart, SIGTERM and SIGINT shut down; no pid file; no
 /// Unix socket options (the umask decides); the successor is the executable
 /// path this process was started from, with the same arguments.
@@ -95,6 +98,22 @@ impl Builder {
     /// How long after the abort the process exits whatever remains (default 10 s).
     pub fn kill_timeout(mut self, timeout: Duration) -> Self {
         self.timeouts.kill = timeout;
+        self
+    }
+
+    /// How long, after a shutdown request (SIGTERM, SIGINT,
+    /// [`Handle::shutdown`]), this generation keeps accepting and serving
+    /// while it reports unready ([`Handle::state`] says
+    /// [`State::ShuttingDown`](crate::State::ShuttingDown)), before it drains
+    /// as without a delay (default none). Load balancers and Kubernetes
+    /// take it out of rotation meanwhile, so nothing is sent to a process that
+    /// no longer accepts. A second shutdown request ends the delay at once.
+    /// The stop and kill timeouts start after it.
+    ///
+    /// Under a supervisor the worker waits out the delay (and the supervisor
+    /// gives it that much longer); a second SIGTERM to the supervisor ends it.
+    pub fn shutdown_delay(mut self, delay: Duration) -> Self {
+        self.timeouts.shutdown_delay = delay;
         self
     }
 
@@ -208,6 +227,7 @@ impl Builder {
                     .into(),
             });
         }
+        crate::telemetry::init();
         let inheritance = Inheritance::from_env()?;
         let command = self.command()?;
         let config = crate::supervisor::Config {
@@ -261,9 +281,15 @@ impl Builder {
     }
 
     fn into_handoff(mut self) -> Result<Handoff> {
+        crate::telemetry::init();
         let inheritance = Inheritance::from_env()?;
         let command = self.command()?;
         let (tx, rx) = mpsc::unbounded();
+        crate::telemetry::generation(inheritance.generation);
+        crate::telemetry::ready(false);
+        if let Some(counts) = inheritance.restarts {
+            crate::telemetry::set_counts(counts);
+        }
         let mut caught = self.restart_signals.clone();
         caught.extend(self.shutdown_signals.iter().copied());
         Ok(Handoff {
@@ -276,6 +302,8 @@ impl Builder {
             hooks: self.hooks,
             listeners: Listeners::new(inheritance.slots, self.unix),
             parent: inheritance.parent,
+            published: Arc::new(Published::new(inheritance.generation)),
+            generation: inheritance.generation,
             tx,
             rx,
         })
@@ -306,6 +334,8 @@ pub struct Handoff {
     pub(crate) hooks: Hooks,
     pub(crate) listeners: Listeners,
     pub(crate) parent: Option<ParentLink>,
+    pub(crate) generation: u64,
+    pub(crate) published: Arc<Published>,
     pub(crate) tx: mpsc::UnboundedSender<HandleCommand>,
     pub(crate) rx: mpsc::UnboundedReceiver<HandleCommand>,
     pub(crate) early_signals: EarlySignals,
@@ -363,12 +393,20 @@ impl Handoff {
     pub fn handle(&self) -> Handle {
         Handle {
             tx: self.tx.clone(),
+            published: self.published.clone(),
         }
     }
 
     /// The pid of the previous generation, if this process took over from one.
     pub fn parent_pid(&self) -> Option<u32> {
         self.parent.as_ref().map(ParentLink::pid)
+    }
+
+    /// This process's generation: 1 for the first process of the service (or
+    /// a supervisor's first worker), one more for each successor. Passed
+    /// across the handover (`HANDOFF_GENERATION`, docs/PROTOCOL.md).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The timeouts in force.

@@ -10,6 +10,7 @@ use rustix::net::{RecvFlags, SendFlags};
 use crate::error::Error;
 use crate::protocol::{self, Parsed, Source};
 use crate::sys;
+use crate::telemetry;
 
 /// One inherited descriptor, not yet claimed by a listener.
 #[derive(Debug)]
@@ -20,10 +21,14 @@ pub(crate) struct Slot {
 }
 
 /// Everything inherited at startup.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Inheritance {
     pub slots: Vec<Slot>,
     pub parent: Option<ParentLink>,
+    /// This process's generation: the parent's word, else 1.
+    pub generation: u64,
+    /// The service's counters, from the parent or supervisor.
+    pub restarts: Option<telemetry::Counts>,
 }
 
 /// How long a child waits for its parent's identity message. The parent
@@ -31,8 +36,29 @@ pub(crate) struct Inheritance {
 /// descriptor is not really a handoff channel.
 const IDENTITY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The most a child keeps of what its parent says after the identity.
+const MAX_PARENT_SAYS: usize = 256;
+
+/// The parent's drain counts, from a `C drained:closed_idle:hammered` line.
+fn drain_counts(said: &[u8]) -> Option<[u64; 3]> {
+    let text = std::str::from_utf8(said).ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix("C "))?;
+    protocol::parse_counts(protocol::ENV_COUNTS, line).ok()
+}
+
 pub(crate) fn own_pid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+impl Default for Inheritance {
+    fn default() -> Self {
+        Inheritance {
+            slots: Vec::new(),
+            parent: None,
+            generation: 1,
+            restarts: None,
+        }
+    }
 }
 
 impl Inheritance {
@@ -91,6 +117,17 @@ impl Inheritance {
                 }
                 Some(channel_fd)
             }
+        };
+        let generation = match (channel_fd, get(protocol::ENV_GENERATION)) {
+            (Some(_), Some(value)) => protocol::parse_generation(&value)?,
+            _ => 1,
+        };
+        let restarts = match (channel_fd, get(protocol::ENV_COUNTS)) {
+            (Some(_), Some(value)) => Some(telemetry::Counts::from_fields(protocol::parse_counts(
+                protocol::ENV_COUNTS,
+                &value,
+            )?)),
+            _ => None,
         };
 
         let count = plan.names.len();
@@ -159,7 +196,12 @@ impl Inheritance {
             from_parent = parent.is_some(),
             "inherited listening sockets"
         );
-        Ok(Inheritance { slots, parent })
+        Ok(Inheritance {
+            slots,
+            parent,
+            generation,
+            restarts,
+        })
     }
 }
 
@@ -313,17 +355,48 @@ impl ParentLink {
             .name("handoff-parent".into())
             .spawn(move || {
                 let mut buf = [0u8; 64];
+                // What the parent says after the identity: at most a line
+                // with its drain's counts (`C drained:closed_idle:hammered`)
+                // before it exits. Bounded; anything else is ignored.
+                let mut said = Vec::new();
                 loop {
                     match rustix::net::recv(channel.as_fd(), &mut buf, RecvFlags::empty()) {
                         Ok((0, _)) => break,
+                        Ok((n, _)) if said.len() < MAX_PARENT_SAYS => {
+                            said.extend_from_slice(&buf[..n.min(buf.len())])
+                        }
                         Ok(_) | Err(rustix::io::Errno::INTR) => continue,
                         Err(_) => break,
                     }
+                }
+                if let Some(counts) = drain_counts(&said) {
+                    telemetry::add_drain(counts);
                 }
                 on_exit();
             });
         if let Err(e) = spawned {
             tracing::error!("cannot start the parent watcher thread: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parents_drain_counts_are_one_bounded_line_else_nothing() {
+        assert_eq!(drain_counts(b"C 3:2:1\n"), Some([3, 2, 1]));
+        assert_eq!(drain_counts(b"junk\nC 0:0:9\n"), Some([0, 0, 9]));
+        for bad in [
+            &b""[..],
+            b"C 3:2\n",
+            b"C 1:2:3:4\n",
+            b"C a:b:c\n",
+            b"\xff\xfe",
+            b"3:2:1",
+        ] {
+            assert_eq!(drain_counts(bad), None, "{bad:?}");
         }
     }
 }

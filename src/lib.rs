@@ -37,10 +37,75 @@
 //!   (`handoff::async_std::AsyncStd`; async-std is discontinued upstream);
 //! - `hyper`: HTTP/1.1 and HTTP/2 servers on hyper 1, tower services too
 //!   (axum), draining per connection, on any of these runtimes;
+//! - `actix`: actix-web apps on handoff's listeners, drained through actix's
+//!   server handle;
 //! - `tls`: rustls (ring provider) configuration from PEM files, read again by
-//!   every generation.
+//!   every generation;
+//! - `metrics`: the metrics below, through the `metrics` facade.
 //!
 //! Linux only: successors are watched through pidfds.
+//!
+//! # Metrics and readiness
+//!
+//! [`Handle::state`] says what this generation is doing: [`State::is_ready`]
+//! while serving or restarting, unready from the moment a shutdown begins.
+//! Serve it as a readiness endpoint (`/readyz`) for a load balancer or a
+//! Kubernetes readinessProbe. [`Builder::shutdown_delay`] keeps a generation
+//! told to shut down accepting and serving, unready, for that long before it
+//! drains, while load balancers and Kubernetes' endpoint removal catch up; the
+//! stop and kill timeouts start after it. [`Handle::generation`] counts the
+//! processes: 1 for the first, one more per successor.
+//!
+//! With the `metrics` feature, handoff records these through the
+//! [`metrics`](https://docs.rs/metrics) facade. It installs no exporter:
+//! install a recorder **before** [`Builder::build`] or [`Builder::launch`]
+//! (and so before [`Handoff::new`]), which take the metric handles; a recorder
+//! installed later sees nothing from handoff.
+//!
+//! | name | kind | meaning |
+//! |---|---|---|
+//! | `handoff_generation` | gauge | this process's generation ([`Handle::generation`]) |
+//! | `handoff_ready` | gauge | 1 while serving or restarting, 0 once shutting down (the delay included) or draining ([`State::is_ready`]) |
+//! | `handoff_restarts_total{result="ok"/"failed"}` | counter | restart attempts this generation made, by result |
+//! | `handoff_restart_duration_seconds{result}` | histogram | from the restart request (signal or handle) to the successor's ready, or to the failure |
+//! | `handoff_successors_lost_total` | counter | successors that died after ready while this generation drained; it took its listeners back |
+//! | `handoff_connections_in_flight` | gauge | connections open |
+//! | `handoff_requests_in_flight` | gauge | requests being answered (the HTTP adapters) |
+//! | `handoff_connections_drained_total` | counter | connections that ended on their own during a drain |
+//! | `handoff_connections_closed_idle_total` | counter | idle connections a drain closed |
+//! | `handoff_connections_hammered_total` | counter | connections aborted at the stop timeout |
+//!
+//! Each generation is its own process, with its own recorder and counters
+//! from zero, and a scrape reaches the generation that accepts it. A restart
+//! is counted by the generation that asked for it, the one that then drains
+//! and exits: a successful restart shows as `handoff_generation` going up, a
+//! failed one stays in the old generation's `handoff_restarts_total`. Under a
+//! supervisor, only restarts a worker asks for (such as [`Handle::restart`])
+//! are counted: one asked of the supervisor (SIGHUP to it) is not, and the
+//! supervisor itself records nothing.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use metrics_exporter_prometheus::PrometheusBuilder;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let prometheus = PrometheusBuilder::new().install_recorder()?; // first
+//! let handoff = handoff::Handoff::builder()
+//!     .shutdown_delay(Duration::from_secs(5))
+//!     .build()?;
+//! let handle = handoff.handle();
+//! let readyz = move || match handle.is_ready() {
+//!     true => (200, format!("ready generation={}\n", handle.generation())),
+//!     false => (503, format!("unready {}\n", handle.state())),
+//! };
+//! // ... serve readyz() on GET /readyz and prometheus.render() on GET /metrics,
+//! // then handoff.run(...)
+//! # Ok(()) }
+//! ```
+//!
+//! Kubernetes, with a readinessProbe on `/readyz`, the shutdown delay and the
+//! grace period worked out: `docs/deploy/kubernetes/README.md` in the
+//! repository (other deployments: `docs/deploy/README.md`).
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -68,8 +133,10 @@ mod runtime;
 mod signals;
 mod socket;
 mod spawn;
+mod state;
 pub mod supervisor;
 mod sys;
+mod telemetry;
 mod unix_socket;
 
 pub use accept::Accept;
@@ -82,6 +149,7 @@ pub use machine::{ExitReason, Timeouts};
 pub use registry::Listeners;
 pub use runtime::{Runtime, Signal};
 pub use socket::{Address, SocketKind};
+pub use state::State;
 pub use supervisor::{Launch, SupervisorExit};
 pub use unix_socket::UnixOptions;
 
@@ -118,3 +186,15 @@ pub mod tls;
 #[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
 #[path = "../adapters/actix/mod.rs"]
 pub mod actix;
+
+/// The examples of `README.md`, compiled as doctests.
+#[cfg(all(
+    doctest,
+    feature = "tokio",
+    feature = "smol",
+    feature = "hyper",
+    feature = "actix",
+    feature = "metrics"
+))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

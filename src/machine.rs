@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 pub use crate::host::{Driver, Host};
+use crate::state::State;
 
-/// The three timeouts that bound a restart and a drain.
+/// The timeouts that bound a restart and a drain, and the shutdown delay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// How long a successor has to say it is ready before it is killed.
@@ -38,15 +39,21 @@ pub struct Timeouts {
     pub stop: Duration,
     /// How long after the hammer the process exits, whatever remains.
     pub kill: Duration,
+    /// How long a generation told to shut down keeps accepting and serving,
+    /// unready, before it drains (load balancers take it out meanwhile). A
+    /// second shutdown request ends it early. The stop timeout starts after it.
+    pub shutdown_delay: Duration,
 }
 
 impl Default for Timeouts {
-    /// 30 s to become ready, 30 s to drain, 10 s more after the hammer.
+    /// 30 s to become ready, 30 s to drain, 10 s more after the hammer; no
+    /// shutdown delay.
     fn default() -> Self {
         Timeouts {
             ready: Duration::from_secs(30),
             stop: Duration::from_secs(30),
             kill: Duration::from_secs(10),
+            shutdown_delay: Duration::ZERO,
         }
     }
 }
@@ -232,6 +239,10 @@ enum Phase {
         pid: u32,
         error: Error,
     },
+    /// Shutting down: unready, still accepting until `drain_at`.
+    Delaying {
+        drain_at: Instant,
+    },
     Draining {
         successor: Option<u32>,
         stop_at: Instant,
@@ -308,6 +319,7 @@ impl Machine {
     pub fn deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::AwaitingReady { deadline, .. } => Some(deadline),
+            Phase::Delaying { drain_at } => Some(drain_at),
             Phase::Draining { stop_at, .. } => Some(stop_at),
             Phase::Hammered { exit_at, .. } => Some(exit_at),
             _ => None,
@@ -323,7 +335,27 @@ impl Machine {
                 | Phase::Spawning
                 | Phase::AwaitingReady { .. }
                 | Phase::Killing { .. }
+                | Phase::Delaying { .. }
         )
+    }
+
+    /// What this generation is doing, for [`Handle::state`](crate::Handle::state).
+    pub fn state(&self) -> State {
+        // Unready from the moment a shutdown is asked, whatever finishes first.
+        if self.shutdown_asked && self.is_accepting() {
+            return State::ShuttingDown;
+        }
+        match self.phase {
+            Phase::Starting => State::Starting,
+            Phase::Serving if self.asked => State::Restarting,
+            Phase::Serving => State::Serving,
+            Phase::Spawning | Phase::AwaitingReady { .. } | Phase::Killing { .. } => {
+                State::Restarting
+            }
+            Phase::Delaying { .. } => State::ShuttingDown,
+            Phase::Draining { .. } | Phase::Hammered { .. } => State::Draining,
+            Phase::Exited => State::Done,
+        }
     }
 
     /// Whether the machine has said [`Action::Exit`].
@@ -361,7 +393,7 @@ impl Machine {
                         out.push(Action::KillChild { pid });
                         out.push(Action::RestartDone(Err(Error::ShuttingDown)));
                         self.unreaped = Some(pid);
-                        self.begin_drain(None, now, &mut out);
+                        self.shut_down(now, &mut out);
                     } else {
                         self.phase = Phase::AwaitingReady {
                             pid,
@@ -419,6 +451,7 @@ impl Machine {
     /// worker asks, drains and resumes when told, and bounds its own drain.
     fn on_supervised(&mut self, event: Event, now: Instant, out: &mut Vec<Action>) {
         let accepting = matches!(self.phase, Phase::Starting | Phase::Serving);
+        let delaying = matches!(self.phase, Phase::Delaying { .. });
         match event {
             Event::Started => {
                 if let Phase::Starting = self.phase {
@@ -435,6 +468,27 @@ impl Machine {
             Event::RestartAnswered(result) if self.asked => {
                 self.asked = false;
                 out.push(Action::RestartDone(result));
+            }
+            // The supervisor shuts the service down: the worker's delay first.
+            Event::DrainRequested { successor: None } | Event::ShutdownRequested
+                if accepting && !self.timeouts.shutdown_delay.is_zero() =>
+            {
+                self.phase = Phase::Delaying {
+                    drain_at: now + self.timeouts.shutdown_delay,
+                };
+                if std::mem::take(&mut self.asked) {
+                    out.push(Action::RestartDone(Err(Error::ShuttingDown)));
+                }
+            }
+            // Told again (a second shutdown signal), or the supervisor gone:
+            // the delay ends now.
+            Event::DrainRequested { .. } | Event::ShutdownRequested | Event::ParentExited
+                if delaying =>
+            {
+                self.supervised_drain(None, now, out);
+            }
+            Event::Tick if delaying && Some(now) >= self.deadline() => {
+                self.supervised_drain(None, now, out);
             }
             Event::DrainRequested { successor } if accepting => {
                 self.phase = Phase::Serving;
@@ -500,7 +554,9 @@ impl Machine {
                     None => Error::ShuttingDown,
                 })))
             }
-            Phase::Exited => out.push(Action::RestartDone(Err(Error::ShuttingDown))),
+            Phase::Delaying { .. } | Phase::Exited => {
+                out.push(Action::RestartDone(Err(Error::ShuttingDown)))
+            }
         }
     }
 
@@ -512,20 +568,22 @@ impl Machine {
                     self.restart_deferred = false;
                     out.push(Action::RestartDone(Err(Error::ShuttingDown)));
                 }
-                self.begin_drain(None, now, out);
+                self.shut_down(now, out);
             }
             Phase::Spawning => self.shutdown_pending = true,
             Phase::AwaitingReady { pid, .. } => {
                 out.push(Action::KillChild { pid });
                 out.push(Action::RestartDone(Err(Error::ShuttingDown)));
                 self.unreaped = Some(pid);
-                self.begin_drain(None, now, out);
+                self.shut_down(now, out);
             }
             Phase::Killing { pid, error } => {
                 out.push(Action::RestartDone(Err(error)));
                 self.unreaped = Some(pid);
-                self.begin_drain(None, now, out);
+                self.shut_down(now, out);
             }
+            // A second request: the delay ends now.
+            Phase::Delaying { .. } => self.begin_drain(None, now, out),
             Phase::Draining { .. } | Phase::Hammered { .. } | Phase::Exited => {}
         }
     }
@@ -575,6 +633,7 @@ impl Machine {
                     },
                 };
             }
+            Phase::Delaying { drain_at } if now >= drain_at => self.begin_drain(None, now, out),
             Phase::Draining { successor, stop_at } if now >= stop_at => {
                 out.push(Action::Hammer);
                 self.phase = Phase::Hammered {
@@ -606,7 +665,7 @@ impl Machine {
         let status = format!("restart failed: {error}; serving on");
         out.push(Action::RestartDone(Err(error)));
         if self.shutdown_pending {
-            self.begin_drain(None, now, out);
+            self.shut_down(now, out);
             return;
         }
         out.push(Action::WritePidFile(self.pid));
@@ -628,7 +687,27 @@ impl Machine {
         out.push(Action::SuccessorLost { pid, status });
     }
 
+    /// A shutdown begins: with a shutdown delay, unready but accepting until
+    /// it ends (the service manager hears `STOPPING=1` now); else drain.
+    fn shut_down(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let delay = self.timeouts.shutdown_delay;
+        if delay.is_zero() {
+            return self.begin_drain(None, now, out);
+        }
+        if self.parent_alive {
+            out.push(Action::TellParentStopping);
+        }
+        out.push(Action::Notify(Notify::Stopping));
+        out.push(Action::Notify(Notify::Status(format!(
+            "shutting down: serving for the {delay:?} shutdown delay, then draining"
+        ))));
+        self.phase = Phase::Delaying {
+            drain_at: now + delay,
+        };
+    }
+
     fn begin_drain(&mut self, successor: Option<u32>, now: Instant, out: &mut Vec<Action>) {
+        let delayed = matches!(self.phase, Phase::Delaying { .. });
         out.push(Action::BeginDrain);
         match successor {
             // Stopped accepting: now the successor is the one to name.
@@ -640,10 +719,12 @@ impl Machine {
                 ))));
             }
             None => {
-                if self.parent_alive {
+                if self.parent_alive && !delayed {
                     out.push(Action::TellParentStopping);
                 }
-                out.push(Action::Notify(Notify::Stopping));
+                if !delayed {
+                    out.push(Action::Notify(Notify::Stopping));
+                }
                 out.push(Action::Notify(Notify::Status(
                     "shutting down; draining".into(),
                 )));
@@ -981,5 +1062,67 @@ mod tests {
                 Action::RestartDone(Err(Error::ShuttingDown))
             ]
         ));
+    }
+
+    #[test]
+    fn a_shutdown_delay_serves_unready_then_drains_and_a_second_request_ends_it() {
+        let t0 = Instant::now();
+        let timeouts = Timeouts {
+            shutdown_delay: secs(2),
+            ..Timeouts::default()
+        };
+        let mut m = Machine::new(timeouts, 1, false);
+        m.on(Event::Started, t0);
+        let acts = m.on(Event::ShutdownRequested, t0);
+        assert_eq!(names(&acts), ["Notify", "Notify"]);
+        assert!(matches!(acts[0], Action::Notify(Notify::Stopping)));
+        assert_eq!(m.state(), State::ShuttingDown);
+        assert!(m.is_accepting() && !m.state().is_ready());
+        assert_eq!(m.deadline(), Some(t0 + secs(2)));
+        assert!(matches!(
+            &m.on(Event::RestartRequested, t0)[..],
+            [Action::RestartDone(Err(Error::ShuttingDown))]
+        ));
+        assert!(m.on(Event::Tick, t0 + secs(1)).is_empty());
+        let acts = m.on(Event::Tick, t0 + secs(2));
+        assert_eq!(names(&acts), ["BeginDrain", "Notify", "RemovePidFile"]);
+        assert_eq!(m.state(), State::Draining);
+        // The stop timeout starts after the delay.
+        assert_eq!(m.deadline(), Some(t0 + secs(32)));
+
+        let mut m = Machine::new(timeouts, 1, false);
+        m.on(Event::Started, t0);
+        m.on(Event::ShutdownRequested, t0);
+        let acts = m.on(Event::ShutdownRequested, t0 + secs(1));
+        assert_eq!(names(&acts), ["BeginDrain", "Notify", "RemovePidFile"]);
+    }
+
+    #[test]
+    fn a_supervised_worker_waits_out_the_delay_when_told_to_stop_but_not_to_hand_over() {
+        let t0 = Instant::now();
+        let timeouts = Timeouts {
+            shutdown_delay: secs(2),
+            ..Timeouts::default()
+        };
+        let mut m = Machine::supervised(timeouts, 1);
+        m.on(Event::Started, t0);
+        assert!(
+            m.on(Event::DrainRequested { successor: None }, t0)
+                .is_empty()
+        );
+        assert_eq!(m.state(), State::ShuttingDown);
+        assert_eq!(names(&m.on(Event::Tick, t0 + secs(2))), ["BeginDrain"]);
+        assert_eq!(m.state(), State::Draining);
+
+        // Told again: drains at once. A handover never waits.
+        let mut m = Machine::supervised(timeouts, 1);
+        m.on(Event::Started, t0);
+        m.on(Event::ShutdownRequested, t0);
+        let acts = m.on(Event::DrainRequested { successor: None }, t0);
+        assert_eq!(names(&acts), ["BeginDrain"]);
+        let mut m = Machine::supervised(timeouts, 1);
+        m.on(Event::Started, t0);
+        let acts = m.on(Event::DrainRequested { successor: Some(2) }, t0);
+        assert_eq!(names(&acts), ["BeginDrain"]);
     }
 }

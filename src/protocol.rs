@@ -32,8 +32,18 @@ pub const ENV_CHANNEL_FD: &str = "HANDOFF_CHANNEL_FD";
 pub const ENV_SUPERVISOR: &str = "HANDOFF_SUPERVISOR";
 /// The supervisor exchange version this build speaks.
 pub const SUPERVISOR_VERSION: u32 = 1;
+/// The child's generation (decimal, 2 or more; a supervisor's first worker
+/// gets 1): one more than its parent's, or the supervisor's count of workers.
+/// Read only beside [`ENV_CHANNEL_FD`]; absent, the child counts 1.
+pub const ENV_GENERATION: &str = "HANDOFF_GENERATION";
+/// The largest generation accepted: far more restarts than a service makes.
+pub const MAX_GENERATION: u64 = 1 << 53;
+/// The service's counters so far (the `metrics` feature's, carried across
+/// generations): `OK:FAILED:LOST:DRAINED:CLOSED_IDLE:HAMMERED` in decimal.
+/// Read only beside [`ENV_CHANNEL_FD`].
+pub const ENV_COUNTS: &str = "HANDOFF_COUNTS";
 /// Every variable of the protocol; all are removed from the environment once read.
-pub const ALL_VARS: [&str; 7] = [
+pub const ALL_VARS: [&str; 9] = [
     ENV_LISTEN_FDS,
     ENV_LISTEN_PID,
     ENV_LISTEN_PIDFDID,
@@ -41,6 +51,8 @@ pub const ALL_VARS: [&str; 7] = [
     ENV_PROTOCOL,
     ENV_CHANNEL_FD,
     ENV_SUPERVISOR,
+    ENV_GENERATION,
+    ENV_COUNTS,
 ];
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
@@ -240,6 +252,37 @@ pub fn parse_identity(bytes: &[u8]) -> Option<u32> {
     text.strip_suffix('\n')?.parse().ok()
 }
 
+/// Parses `N` counts up to [`MAX_GENERATION`], `:`-separated (the value of
+/// [`ENV_COUNTS`], or of a counts message); `var` names the input in errors.
+pub fn parse_counts<const N: usize>(var: &'static str, value: &str) -> Result<[u64; N], Error> {
+    let bad = || invalid(var, value, format!("expected {N} counts separated by ':'"));
+    let mut counts = [0u64; N];
+    let mut fields = value.split(':');
+    for count in &mut counts {
+        *count = fields
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+            .filter(|n| *n <= MAX_GENERATION)
+            .ok_or_else(bad)?;
+    }
+    match fields.next() {
+        Some(_) => Err(bad()),
+        None => Ok(counts),
+    }
+}
+
+/// Parses [`ENV_GENERATION`]: a decimal from 1 to [`MAX_GENERATION`].
+pub fn parse_generation(value: &str) -> Result<u64, Error> {
+    match value.parse::<u64>() {
+        Ok(n) if (1..=MAX_GENERATION).contains(&n) => Ok(n),
+        _ => Err(invalid(
+            ENV_GENERATION,
+            value,
+            format!("expected a generation from 1 to {MAX_GENERATION}"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +330,50 @@ mod tests {
                 source: Source::Activator
             })
         );
+    }
+
+    #[test]
+    fn counts_are_bounded_decimals_else_an_error_naming_them() {
+        assert_eq!(parse_counts(ENV_COUNTS, "5:1:0").unwrap(), [5, 1, 0]);
+        for bad in [
+            "",
+            "1:2",
+            "1:2:3:4",
+            "a:b:c",
+            "1:-2:3",
+            "1:2:9007199254740993",
+        ] {
+            match parse_counts::<3>(ENV_COUNTS, bad) {
+                Err(Error::InvalidEnv { var, .. }) => assert_eq!(var, ENV_COUNTS),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_generation_is_a_bounded_positive_decimal_else_an_error_naming_it() {
+        assert_eq!(parse_generation("6").unwrap(), 6);
+        assert_eq!(
+            parse_generation("9007199254740992").unwrap(),
+            MAX_GENERATION
+        );
+        for bad in [
+            "0",
+            "-1",
+            "",
+            "six",
+            " 6",
+            "9007199254740993",
+            &"9".repeat(10_000),
+        ] {
+            match parse_generation(bad) {
+                Err(Error::InvalidEnv { var, value, .. }) => {
+                    assert_eq!(var, ENV_GENERATION);
+                    assert!(value.len() < 100, "quoted in full: {}", value.len());
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

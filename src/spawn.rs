@@ -64,11 +64,34 @@ fn resolve_argv0(argv0: &Path) -> Option<PathBuf> {
 pub(crate) struct Successor {
     pub pid: u32,
     pidfd: Arc<OwnedFd>,
+    /// The handover channel, to tell the successor what this generation's
+    /// drain counted (re-exec mode).
+    channel: Option<Arc<OwnedFd>>,
 }
 
 impl Successor {
     pub(crate) fn new(pid: u32, pidfd: Arc<OwnedFd>) -> Self {
-        Successor { pid, pidfd }
+        Successor {
+            pid,
+            pidfd,
+            channel: None,
+        }
+    }
+
+    /// Tells the successor what this generation's drain counted
+    /// (`drained:closed_idle:hammered`): it adds that to the service's
+    /// counters (docs/PROTOCOL.md, "The channel").
+    pub(crate) fn send_drain_counts(&self, [drained, idle, hammered]: [u64; 3]) {
+        let Some(channel) = &self.channel else { return };
+        let line = format!("C {drained}:{idle}:{hammered}\n");
+        match rustix::net::send(
+            &**channel,
+            line.as_bytes(),
+            rustix::net::SendFlags::NOSIGNAL,
+        ) {
+            Ok(_) => {}
+            Err(e) => tracing::debug!(pid = self.pid, "cannot send the drain counts: {e}"),
+        }
     }
 
     /// Sends SIGKILL. Safe against pid reuse: it goes through a pidfd.
@@ -122,6 +145,14 @@ pub(crate) fn sibling_wanted() -> bool {
         .ok()
         .and_then(|p| p.trim().parse::<i32>().ok());
     parent == 1 || Some(parent) == manager
+}
+
+/// `HANDOFF_COUNTS` for a child: this process's counts, with `ok_more`
+/// more restarts ok.
+pub(crate) fn counts_env(ok_more: u64) -> String {
+    let mut counts = crate::telemetry::counts();
+    counts.ok += ok_more;
+    counts.encode()
 }
 
 /// Starts `command` with `listeners` at 3.. and a channel of `channel_type`
@@ -237,12 +268,13 @@ pub(crate) fn start(
     })
 }
 
-/// Starts `command` with `listeners` at 3.. and the channel after them, and a
-/// thread that reports [`Event::ChildReady`] and [`Event::ChildExited`] (after
+/// Starts `command` as generation `generation` with `listeners` at 3.. and
+/// the channel after them, and a thread that reports [`Event::ChildReady`] and [`Event::ChildExited`] (after
 /// reaping it) on `events`.
 pub(crate) fn spawn(
     command: &Command,
     listeners: &[(String, OwnedFd)],
+    generation: u64,
     events: UnboundedSender<Event>,
 ) -> Result<Successor, Error> {
     let Started {
@@ -253,7 +285,11 @@ pub(crate) fn spawn(
         command,
         listeners,
         SocketType::STREAM,
-        &[],
+        &[
+            (protocol::ENV_GENERATION, generation.to_string()),
+            // Once it serves, the restart that made it went well.
+            (protocol::ENV_COUNTS, counts_env(1)),
+        ],
         if sibling_wanted() {
             Kin::SiblingIfAllowed
         } else {
@@ -264,6 +300,8 @@ pub(crate) fn spawn(
         path: command.path.clone(),
         source: Arc::new(e),
     };
+    let ours = Arc::new(ours);
+    let channel = Some(ours.clone());
     let watcher_pidfd = pidfd.clone();
     let thread = std::thread::Builder::new()
         .name(format!("handoff-child-{raw_pid}"))
@@ -271,6 +309,7 @@ pub(crate) fn spawn(
     let successor = Successor {
         pid: raw_pid,
         pidfd,
+        channel,
     };
     if let Err(e) = thread {
         successor.kill();
@@ -299,7 +338,7 @@ fn send_all(fd: &OwnedFd, mut bytes: &[u8]) -> io::Result<()> {
 ///
 /// The channel stays open until the child exits: the child takes its closing
 /// as the sign that this (parent) process has exited.
-fn watch(pid: u32, channel: OwnedFd, pidfd: Arc<OwnedFd>, events: UnboundedSender<Event>) {
+fn watch(pid: u32, channel: Arc<OwnedFd>, pidfd: Arc<OwnedFd>, events: UnboundedSender<Event>) {
     match wait_ready(channel.as_fd()) {
         Readiness::Ready => {
             let _ = events.unbounded_send(Event::ChildReady { pid });

@@ -29,6 +29,8 @@ assert os.environ["HANDOFF_PROTOCOL"] == "1"
 assert os.environ["LISTEN_FDS"] == "1", os.environ["LISTEN_FDS"]
 assert os.environ["LISTEN_FDNAMES"] == "main"
 assert "LISTEN_PID" not in os.environ
+# This test process is generation 1.
+assert os.environ["HANDOFF_GENERATION"] == "2", os.environ["HANDOFF_GENERATION"]
 channel = socket.socket(fileno=int(os.environ["HANDOFF_CHANNEL_FD"]))
 identity = b""
 while not identity.endswith(b"\n"):

@@ -6,6 +6,7 @@
 mod harness {
     pub mod client;
     pub mod http;
+    pub mod peer;
     pub mod process;
     pub mod server;
 }
@@ -35,6 +36,40 @@ async fn an_axum_router_restarts_and_its_handlers_see_the_drain_state() {
     let mut conn = HttpConn::connect(&target, Mode::H2).await.unwrap();
     let reply = conn.get("/").await.unwrap();
     assert_eq!((reply.status, reply.pid()), (200, Some(r.new)), "{reply:?}");
+    // Readiness and metrics, as every HTTP example has them (polled: the new
+    // generation is ready once its driver runs).
+    let mut ready = None;
+    for _ in 0..500 {
+        let reply = conn.get("/readyz").await.unwrap();
+        if reply.status == 200 {
+            ready = Some(reply);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let ready = ready.expect("/readyz says 200 within 5 s");
+    let want = format!("ready serving generation=2 pid={}", r.new);
+    assert_eq!(ready.text().trim(), want);
+    let page = conn.get("/metrics").await.unwrap();
+    assert_eq!(page.status, 200, "{page:?}");
+    if cfg!(feature = "metrics") {
+        assert!(
+            page.text().lines().any(|l| l == "handoff_generation 2"),
+            "{page:?}"
+        );
+    }
     println!("axum: restarted: {r:?}");
     server.terminate(r.new);
+}
+
+/// axum's `ConnectInfo<SocketAddr>`, filled from handoff's `PeerAddr` by
+/// `map_peer`: `GET /peer` answers exactly `peer=127.0.0.1:PORT`, the
+/// client's end of the connection, over HTTP/1.1 and HTTP/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_handlers_get_the_clients_address_as_connect_info() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let server = Server::start(&server::example("axum"), dir.path(), &[]);
+    let target = Target::of(&server.wait_started());
+    harness::peer::expect_peer("axum", &target, &[Mode::KeepAlive, Mode::H2]).await;
+    server.terminate(server.first_pid);
 }

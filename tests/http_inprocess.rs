@@ -211,12 +211,19 @@ async fn serve_is_listen_and_serve_and_drains_on_shutdown() {
     tokio::time::timeout(T5, SLOW_STARTED.notified())
         .await
         .expect("the slow request reaches the handler");
+    // What the handle sees: serving, generation 1, one connection in flight.
+    assert_eq!(handle.state(), handoff::State::Serving);
+    assert!(handle.is_ready());
+    assert_eq!(handle.generation(), 1);
+    assert_eq!(handle.in_flight().await.unwrap(), 1);
     handle.shutdown();
     let (status, connection, _) = tokio::time::timeout(T5, slow).await.unwrap().unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(connection.as_deref(), Some("close"));
     let reason = tokio::time::timeout(T5, running).await.unwrap().unwrap();
     assert_eq!(reason.unwrap(), ExitReason::Shutdown);
+    assert_eq!(handle.state(), handoff::State::Done);
+    assert!(matches!(handle.in_flight().await, Err(Error::DriverGone)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ mod harness {
     pub mod client;
     pub mod http;
     pub mod load;
+    pub mod peer;
     pub mod process;
     pub mod server;
 }
@@ -166,4 +167,28 @@ async fn twenty_tls_restarts_under_load_fail_no_request_and_rotate_the_certifica
         "the first certificate, then the second"
     );
     server.terminate(restarts.last().unwrap().new);
+}
+
+/// The demo over TLS tells handlers the client's address: `GET /peer`
+/// answers exactly `peer=127.0.0.1:PORT`, the client's end of the TCP
+/// connection under TLS, over HTTP/1.1 and HTTP/2 (ALPN).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handlers_get_the_clients_address() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let certs = Certs::generate(dir.path(), "peer");
+    let args = [
+        "--tls-cert",
+        certs.cert.to_str().unwrap(),
+        "--tls-key",
+        certs.key.to_str().unwrap(),
+    ];
+    let server = Server::start(&server::example("demo"), dir.path(), &args);
+    let serving = server.wait_started();
+    let addr = serving
+        .url
+        .strip_prefix("https://")
+        .unwrap_or_else(|| panic!("{serving:?}"));
+    let target = https(addr.parse().expect("an address"), &[&certs.der]);
+    harness::peer::expect_peer("demo over TLS", &target, &[Mode::KeepAlive, Mode::H2]).await;
+    server.terminate(server.first_pid);
 }

@@ -16,8 +16,8 @@ mod machine_world;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use handoff::Error;
 use handoff::machine::{Action, Event, ExitReason, Timeouts};
+use handoff::{Error, State};
 use machine_world::{Check, Origin, Settle, Trace, World};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -127,14 +127,26 @@ fn world_move() -> impl Strategy<Value = Move> {
 fn scenario() -> impl Strategy<Value = Scenario> {
     (
         (duration(), duration(), duration()),
+        prop_oneof![1 => Just(Duration::ZERO), 1 => duration()],
         any::<bool>(),
         prop::collection::vec((world_move(), prop::bool::weighted(0.2)), 0..=60),
         (any::<bool>(), any::<bool>(), prop::bool::weighted(0.2)),
     )
         .prop_map(
-            |((ready, stop, kill), parent_alive, moves, (ready_at_end, idle, spawn_fails))| {
+            |(
+                (ready, stop, kill),
+                shutdown_delay,
+                parent_alive,
+                moves,
+                (ready_at_end, idle, spawn_fails),
+            )| {
                 Scenario {
-                    timeouts: Timeouts { ready, stop, kill },
+                    timeouts: Timeouts {
+                        ready,
+                        stop,
+                        kill,
+                        shutdown_delay,
+                    },
                     parent_alive,
                     moves,
                     settle: Settle {
@@ -265,7 +277,8 @@ properties!(
     p6_deadlines_and_accepting,
     p7_deterministic,
     p8_pid_file_names_who_accepts,
-    p9_a_lost_successor_leaves_the_parent_serving
+    p9_a_lost_successor_leaves_the_parent_serving,
+    p10_shutdown_delay
 );
 
 // ---------------------------------------------------------------------------
@@ -287,6 +300,17 @@ fn paths(trace: &Trace) -> BTreeSet<&'static str> {
         match &s.event {
             Event::RestartRequested if killing && has("Coalesced") => {
                 path("restart while killing a successor: coalesced");
+            }
+            Event::ShutdownRequested
+                if s.state_before == State::ShuttingDown && has("BeginDrain") =>
+            {
+                path("a second shutdown ends the delay");
+            }
+            Event::Tick if s.state_before == State::ShuttingDown && has("BeginDrain") => {
+                path("the shutdown delay runs out");
+            }
+            Event::RestartRequested if s.state_before == State::ShuttingDown => {
+                path("restart during the shutdown delay");
             }
             Event::ShutdownRequested if killing => path("shutdown while killing a successor"),
             Event::ShutdownRequested if has("KillChild") => {
@@ -430,6 +454,9 @@ fn generated_runs_reach_the_tricky_paths() {
         "exit: shutdown",
         "exit: kill timeout",
         "exit with a killed child not yet reaped",
+        "a second shutdown ends the delay",
+        "the shutdown delay runs out",
+        "restart during the shutdown delay",
     ];
     eprintln!("paths reached in 2000 generated runs: {counts:#?}");
     for path in wanted {

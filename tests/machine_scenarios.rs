@@ -12,7 +12,7 @@ use handoff::Error;
 use handoff::machine::{Action, Event, Machine, Timeouts};
 use machine_world::{Check, Entry, OWN, Origin, Settle, Step, Trace, World, brief};
 
-const CHECKS: [(&str, Check); 9] = [
+const CHECKS: [(&str, Check); 10] = [
     ("p1", machine_world::p1_never_stops_accepting_early),
     ("p2", machine_world::p2_at_most_two_generations),
     ("p3", machine_world::p3_one_upgrade_at_a_time),
@@ -25,6 +25,7 @@ const CHECKS: [(&str, Check); 9] = [
         "p9",
         machine_world::p9_a_lost_successor_leaves_the_parent_serving,
     ),
+    ("p10", machine_world::p10_shutdown_delay),
 ];
 
 /// A restart request while serving.
@@ -41,7 +42,12 @@ fn secs(s: u64) -> Duration {
 
 fn timeouts() -> Timeouts {
     let (ready, stop, kill) = (secs(30), secs(20), secs(10));
-    Timeouts { ready, stop, kill }
+    Timeouts {
+        ready,
+        stop,
+        kill,
+        shutdown_delay: Duration::ZERO,
+    }
 }
 
 /// A generation (pid 1) started at t0; its children are 100, 101...
@@ -130,6 +136,43 @@ fn taken_back() -> World {
     assert!(w.machine().is_accepting());
     assert_eq!(w.machine().deadline(), None, "no stop timeout any more");
     w
+}
+
+/// With a 5 s shutdown delay: SIGTERM tells systemd it stops and serves on,
+/// unready; a restart asked meanwhile is refused; the drain starts at 5 s
+/// (or at a second request at 2 s) and the stop timeout counts from there.
+fn delayed(second_request: bool) -> World {
+    let delayed = Timeouts {
+        shutdown_delay: secs(5),
+        ..timeouts()
+    };
+    let mut w = World::new(delayed, false);
+    assert_eq!(at(&mut w, 0, Event::ShutdownRequested), "STOPPING, STATUS");
+    assert_eq!(w.machine().state(), handoff::State::ShuttingDown);
+    assert!(w.machine().is_accepting());
+    assert_eq!(
+        at(&mut w, 1, Event::RestartRequested),
+        "RestartDone(ShuttingDown)"
+    );
+    let drain_at = if second_request { 2 } else { 5 };
+    let event = match second_request {
+        true => Event::ShutdownRequested,
+        false => Event::Tick,
+    };
+    assert_eq!(
+        at(&mut w, drain_at, event),
+        "BeginDrain, STATUS, RemovePidFile"
+    );
+    let stop_at = w.trace.t0 + secs(drain_at + 20);
+    assert_eq!(w.machine().deadline(), Some(stop_at));
+    assert_eq!(at(&mut w, drain_at + 1, Event::DrainIdle), "Exit(Shutdown)");
+    w
+}
+
+#[test]
+fn a_shutdown_delay_serves_on_unready_then_drains() {
+    settled(delayed(false));
+    settled(delayed(true));
 }
 
 #[test]
@@ -303,7 +346,7 @@ fn changed(trace: &Trace, pick: impl Fn(&Step) -> bool, change: impl FnOnce(&mut
 fn each_check_rejects_a_violating_trace() {
     let good = settled(handover());
     let (reaped, taken_back) = (settled(reaped()), settled(taken_back()));
-    let [p1, p2, p3, p4, p5, p6, p7, p8, p9] = CHECKS.map(|(_, check)| check);
+    let [p1, p2, p3, p4, p5, p6, p7, p8, p9, p10] = CHECKS.map(|(_, check)| check);
     let coalesced = |s: &Step| matches!(s.actions[..], [Action::Coalesced]);
     let is_ready = |s: &Step| matches!(s.event, Event::ChildReady { .. });
     let is_exit = |s: &Step| matches!(s.event, Event::ChildExited { .. });
@@ -346,4 +389,12 @@ fn each_check_rejects_a_violating_trace() {
     let (pid, status) = (100, "killed by signal 9".into());
     let lost = Action::SuccessorLost { pid, status };
     rejects(p9, changed(&taken_back, started, |s| s.actions.push(lost)));
+    // p10: the drain within the delay; ready after the shutdown was asked.
+    let delayed = settled(delayed(false));
+    let is_tick = |s: &Step| matches!(s.event, Event::Tick);
+    let early = delayed.t0 + secs(1);
+    rejects(p10, changed(&delayed, is_tick, |s| s.at = early));
+    let is_shutdown = |s: &Step| matches!(s.event, Event::ShutdownRequested);
+    let ready = |s: &mut Step| s.state_after = handoff::State::Serving;
+    rejects(p10, changed(&delayed, is_shutdown, ready));
 }

@@ -77,17 +77,24 @@ fn world_move() -> impl Strategy<Value = Move> {
 fn scenario() -> impl Strategy<Value = Scenario> {
     let secs = |max| (0u64..=max).prop_map(Duration::from_secs);
     (
-        (secs(30), secs(20), secs(10)),
+        (secs(30), secs(20), secs(10), secs(5)),
         prop::bool::weighted(0.2),
         prop::collection::vec(world_move(), 0..=80),
         any::<bool>(),
     )
-        .prop_map(|((ready, stop, kill), flaky, moves, clean_end)| Scenario {
-            timeouts: Timeouts { ready, stop, kill },
-            flaky,
-            moves,
-            clean_end,
-        })
+        .prop_map(
+            |((ready, stop, kill, shutdown_delay), flaky, moves, clean_end)| Scenario {
+                timeouts: Timeouts {
+                    ready,
+                    stop,
+                    kill,
+                    shutdown_delay,
+                },
+                flaky,
+                moves,
+                clean_end,
+            },
+        )
 }
 
 /// One `Machine::on`, with what could be observed around it.
@@ -441,6 +448,13 @@ fn check(steps: &[Step]) -> Result<(), String> {
                             matches!(s.event, Event::WorkerReady { pid } if pid == *new)
                                 && s.current_before == Some(*pid)
                                 && s.current_after == Some(*new)
+                        }
+                        // A second shutdown request ends the shutdown delay of
+                        // workers already told to stop.
+                        None if matches!(s.event, Event::ShutdownRequested)
+                            && drained.contains(pid) =>
+                        {
+                            stopping
                         }
                         None => {
                             stopping

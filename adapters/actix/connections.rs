@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use actix_web::rt::net::TcpStream;
 use event_listener::{Event, EventListener};
 
+use crate::telemetry;
 use crate::{DrainGroup, DrainSignal, Draining};
 
 /// How long a connection actix has let go may linger, reading and discarding
@@ -73,6 +74,10 @@ pub(super) struct Conn {
     /// The drain as this connection sees it: one that started while it was
     /// open closes it, even if the generation resumed accepting since.
     draining: Draining,
+    /// Set when a drain closed it idle (for the metrics).
+    idle_closed: AtomicBool,
+    /// The `metrics` feature's gauge of connections in flight.
+    counted: telemetry::ConnectionInFlight,
 }
 
 impl Connections {
@@ -105,6 +110,8 @@ impl Connections {
             closed: AtomicBool::new(false),
             body_unread: AtomicBool::new(false),
             draining: self.group.draining(),
+            idle_closed: AtomicBool::new(false),
+            counted: telemetry::ConnectionInFlight::new(),
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(id, conn.clone());
@@ -146,6 +153,7 @@ impl Connections {
             }
             let due = conn.idle_since() + grace;
             if due <= now {
+                conn.idle_closed.store(true, Ordering::SeqCst);
                 conn.close_read();
             } else {
                 next = Some(next.map_or(due, |n| n.min(due)));
@@ -168,6 +176,24 @@ impl Connections {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // What the mutexes guard stays consistent whatever panicked holding them.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Drop for Conn {
+    /// How the connection ended, for the metrics: on its own during a drain,
+    /// closed idle by it, or cut by the hammer.
+    fn drop(&mut self) {
+        if !cfg!(feature = "metrics") {
+            return;
+        }
+        let _ = &self.counted;
+        if self.draining.hammer_signal().is_fired() {
+            telemetry::hammered(1);
+        } else if self.idle_closed.load(Ordering::SeqCst) {
+            telemetry::closed_idle(1);
+        } else if self.draining.is_draining() {
+            telemetry::drained(1);
+        }
+    }
 }
 
 impl Conn {
@@ -214,6 +240,7 @@ impl ConnGuard {
         Busy {
             conn: self.conn.clone(),
             connections: self.connections.clone(),
+            _counted: telemetry::RequestInFlight::new(),
         }
     }
 
@@ -321,6 +348,8 @@ async fn linger(fd: OwnedFd, sending: bool, mut hammer: DrainSignal) {
 pub(super) struct Busy {
     conn: Arc<Conn>,
     connections: Arc<Connections>,
+    /// The `metrics` feature's gauge of requests in flight.
+    _counted: telemetry::RequestInFlight,
 }
 
 impl Busy {

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
-use super::{Config, HttpBody, HttpRuntime, HttpService, Listener, connection};
+use super::{Config, HttpBody, HttpRuntime, HttpService, Listener, PeerAddr, connection};
 use crate::{Accept, DrainGroup};
 
 /// Accepts on `listener` and serves each connection in a task of its own.
@@ -23,14 +23,19 @@ pub(super) async fn accept_loop<R, L, S, B>(
 {
     let runtime = config.runtime.clone();
     group
-        .accept_loop(&runtime, Streams(listener), move |stream, tracked| {
-            config.runtime.spawn(connection::serve::<R, L, S, B>(
-                config.clone(),
-                stream,
-                tracked,
-                service.clone(),
-            ))
-        })
+        .accept_loop(
+            &runtime,
+            Streams(listener),
+            move |(stream, peer), tracked| {
+                config.runtime.spawn(connection::serve::<R, L, S, B>(
+                    config.clone(),
+                    stream,
+                    peer,
+                    tracked,
+                    service.clone(),
+                ))
+            },
+        )
         .await
 }
 
@@ -38,9 +43,9 @@ pub(super) async fn accept_loop<R, L, S, B>(
 struct Streams<L>(L);
 
 impl<L: Listener> Accept for Streams<L> {
-    type Connection = L::Stream;
+    type Connection = (L::Stream, PeerAddr);
 
-    fn accept(&self) -> impl Future<Output = io::Result<L::Stream>> + Send {
+    fn accept(&self) -> impl Future<Output = io::Result<(L::Stream, PeerAddr)>> + Send {
         self.0.accept_stream()
     }
 }

@@ -18,7 +18,7 @@ use hyper::server::conn::{http1, http2};
 use super::activity::{Activity, Closing};
 use super::io::{ConnIo, LingerPolicy, Rewind};
 use super::service::ConnService;
-use super::{BoxError, Config, Draining, HttpBody, HttpRuntime, HttpService, Listener};
+use super::{BoxError, Config, Draining, HttpBody, HttpRuntime, HttpService, Listener, PeerAddr};
 use crate::Tracked;
 
 /// The client connection preface of HTTP/2 (RFC 9113, section 3.4).
@@ -99,12 +99,13 @@ async fn close<I: AsyncWrite + Unpin, R: HttpRuntime>(mut io: I, runtime: &R, li
     }
 }
 
-/// Serves one accepted connection. `tracked` counts it until its socket is
-/// dropped (after an upgrade, by the handler).
+/// Serves one accepted connection from `peer`. `tracked` counts it until its
+/// socket is dropped (after an upgrade, by the handler).
 pub(super) async fn serve<R, L, S, B>(
     config: Arc<Config<R>>,
     stream: L::Stream,
-    tracked: Tracked,
+    peer: PeerAddr,
+    mut tracked: Tracked,
     service: S,
 ) where
     R: HttpRuntime,
@@ -118,7 +119,8 @@ pub(super) async fn serve<R, L, S, B>(
         Step::Go(Ok(())) => {}
         Step::Go(Err(e)) => return tracing::debug!("connection failed before its first byte: {e}"),
         // Nothing was received: dropping sends a FIN, never a reset.
-        Step::Close | Step::Abort => return,
+        Step::Close => return tracked.closed_idle(),
+        Step::Abort => return,
     }
     let policy = LingerPolicy::default();
     let io = ConnIo::new(
@@ -136,9 +138,9 @@ pub(super) async fn serve<R, L, S, B>(
             Step::Go(Err(e)) => return tracing::debug!("TLS handshake failed: {e}"),
             Step::Close | Step::Abort => return,
         };
-        return http(config, draining, tls, policy, service).await;
+        return http(config, draining, tls, policy, peer, service).await;
     }
-    http(config, draining, io, policy, service).await
+    http(config, draining, io, policy, peer, service).await
 }
 
 /// Reads until HTTP/1 and HTTP/2 can be told apart, then runs hyper.
@@ -147,6 +149,7 @@ async fn http<R, I, S, B>(
     draining: Draining,
     mut io: I,
     linger: LingerPolicy,
+    peer: PeerAddr,
     service: S,
 ) where
     R: HttpRuntime,
@@ -163,7 +166,9 @@ async fn http<R, I, S, B>(
         let mut chunk = [0u8; 1024];
         let read = io.read(&mut chunk);
         match client_step(read, &draining, &config, since, prefix.is_empty()).await {
-            Step::Go(Ok(0)) | Step::Close => {
+            Step::Go(Ok(0)) => return close(io, &config.runtime, config.linger).await,
+            Step::Close => {
+                linger.closed_idle();
                 return close(io, &config.runtime, config.linger).await;
             }
             Step::Go(Ok(n)) => prefix.extend_from_slice(&chunk[..n]),
@@ -176,13 +181,14 @@ async fn http<R, I, S, B>(
         Version::H1 => {
             // The first request is under way: the connection was active now.
             let activity = Activity::new(Instant::now());
-            let service = ConnService::http1(service, draining.clone(), activity.clone(), linger);
+            let closing = http1_closing(activity.clone(), &config, linger.clone());
+            let service = ConnService::http1(service, draining.clone(), peer, activity, linger);
             let conn = config.h1.serve_connection(io, service).with_upgrades();
-            drive(conn, &draining, http1_closing(activity, &config)).await
+            drive(conn, &draining, closing).await
         }
         Version::H2 => {
             linger.wait_for_client();
-            let service = ConnService::http2(service, draining.clone(), linger);
+            let service = ConnService::http2(service, draining.clone(), peer, linger);
             let conn = config.h2.serve_connection(io, service);
             drive(conn, &draining, |_| Poll::Ready(())).await
         }
@@ -202,6 +208,7 @@ async fn http<R, I, S, B>(
 fn http1_closing<R: HttpRuntime>(
     activity: Arc<Activity>,
     config: &Config<R>,
+    linger: LingerPolicy,
 ) -> impl FnMut(&mut Context<'_>) -> Poll<()> + use<R> {
     let grace = config.grace;
     let runtime = config.runtime.clone();
@@ -209,7 +216,10 @@ fn http1_closing<R: HttpRuntime>(
     move |cx| {
         loop {
             match activity.closing(Instant::now(), grace) {
-                Closing::Now => return Poll::Ready(()),
+                Closing::Now => {
+                    linger.closed_idle();
+                    return Poll::Ready(());
+                }
                 Closing::AfterResponse => return Poll::Pending,
                 Closing::At(at) => {
                     if timer.as_ref().is_none_or(|(when, _)| *when != at) {

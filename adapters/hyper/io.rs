@@ -54,17 +54,31 @@ pub(super) struct ConnIo<T: AsyncRead + AsFd + Unpin + Send + 'static, R: HttpRu
 /// still send acknowledgements, or the rest of a refused stream). A close
 /// then would be answered with a reset, so the connection lingers until the
 /// client closes, at most `linger`.
+///
+/// It also carries, for the metrics, whether a drain closed the connection
+/// while it was idle.
 #[derive(Debug, Clone, Default)]
-pub(super) struct LingerPolicy(Arc<AtomicBool>);
+pub(super) struct LingerPolicy(Arc<PolicyFlags>);
+
+#[derive(Debug, Default)]
+struct PolicyFlags {
+    wait_for_client: AtomicBool,
+    closed_idle: AtomicBool,
+}
 
 impl LingerPolicy {
     /// Lingers until the client closes, whatever is queued.
     pub(super) fn wait_for_client(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.wait_for_client.store(true, Ordering::Relaxed);
     }
 
     fn may_close_when_settled(&self) -> bool {
-        !self.0.load(Ordering::Relaxed)
+        !self.0.wait_for_client.load(Ordering::Relaxed)
+    }
+
+    /// A drain closes the connection because it is idle.
+    pub(super) fn closed_idle(&self) {
+        self.0.closed_idle.store(true, Ordering::Relaxed);
     }
 }
 
@@ -170,6 +184,11 @@ impl<T: AsyncRead + AsyncWrite + AsFd + Unpin + Send + 'static, R: HttpRuntime> 
 
 impl<T: AsyncRead + AsFd + Unpin + Send + 'static, R: HttpRuntime> Drop for ConnIo<T, R> {
     fn drop(&mut self) {
+        if self.policy.0.closed_idle.load(Ordering::Relaxed) {
+            if let Some(tracked) = self.tracked.as_mut() {
+                tracked.closed_idle();
+            }
+        }
         if !self.write_closed || self.hammer_read.is_fired() || self.linger.is_zero() {
             return;
         }

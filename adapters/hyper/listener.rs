@@ -6,6 +6,8 @@ use std::os::fd::AsFd;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::PeerAddr;
+
 /// A listening socket the HTTP server accepts on: tokio's `TcpListener` and
 /// `UnixListener` (feature `tokio`), async-io's `Async<TcpListener>` and
 /// `Async<UnixListener>` (features `smol`, `async-std`) implement it.
@@ -20,8 +22,9 @@ pub trait Listener: Send + 'static {
     /// still queued on it (see the module documentation on lingering).
     type Stream: AsyncRead + AsyncWrite + AsFd + Send + Unpin + 'static;
 
-    /// Accepts one connection.
-    fn accept_stream(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// Accepts one connection, with the client's address as accept returned
+    /// it (requests carry it, see [`PeerAddr`]).
+    fn accept_stream(&self) -> impl Future<Output = io::Result<(Self::Stream, PeerAddr)>> + Send;
 
     /// Resolves when `stream` has something to read (data or end-of-file).
     ///

@@ -60,6 +60,36 @@
 //! Use [`Server`] to configure timeouts, limits, TLS, or to serve several
 //! services; `serve_tower` takes a tower service such as an axum `Router`.
 //!
+//! # The client's address
+//!
+//! Every request carries the address of the client at the other end of its
+//! connection, as accept returned it: a [`PeerAddr`] extension
+//! (`request.extensions().get::<PeerAddr>()`, or axum's
+//! `Extension<PeerAddr>`), on HTTP/1.1 and HTTP/2, with TLS or not, whatever
+//! the runtime. axum's `ConnectInfo<SocketAddr>` extractor looks for an
+//! extension of its own type, which handoff cannot name without depending
+//! on axum: wrap the router with [`map_peer`], which inserts what a closure
+//! makes of the [`PeerAddr`].
+//!
+//! ```no_run
+//! use std::net::SocketAddr;
+//! use axum::{Router, extract::ConnectInfo, routing::get};
+//! use handoff::hyper::{Server, TowerToHyperService, map_peer};
+//!
+//! async fn peer(ConnectInfo(peer): ConnectInfo<SocketAddr>) -> String {
+//!     format!("peer={peer}\n")
+//! }
+//!
+//! # async fn example(mut handoff: handoff::Handoff) -> Result<(), handoff::Error> {
+//! let router = Router::new().route("/peer", get(peer));
+//! // TCP clients get a ConnectInfo; Unix socket ones none (the extractor rejects them).
+//! let app = map_peer(router, |peer| peer.tcp().map(ConnectInfo));
+//! let server = Server::new();
+//! server.listen(&mut handoff, "http", "127.0.0.1:8080", TowerToHyperService::new(app))?;
+//! handoff.run(handoff::tokio::Tokio, server).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Runtimes
 //!
 //! `serve` and `Server::new` run on tokio (feature `tokio`).
@@ -84,6 +114,7 @@ mod activity;
 mod connection;
 mod io;
 mod listener;
+mod peer;
 mod runtime;
 mod service;
 
@@ -91,6 +122,7 @@ mod service;
 pub use crate::reactor::{AsyncIoStream, AsyncIoTimer};
 pub use hyper_util::service::TowerToHyperService;
 pub use listener::Listener;
+pub use peer::{MapPeer, PeerAddr, map_peer};
 pub use runtime::{DefaultRuntime, Executor, HttpRuntime};
 pub use service::{HttpBody, HttpService};
 

@@ -1,5 +1,6 @@
 //! The service hyper runs for each connection: the application's service,
-//! wrapped so that every request carries the server's [`Draining`], and, on
+//! wrapped so that every request carries the server's [`Draining`] and the
+//! client's [`PeerAddr`], and, on
 //! HTTP/1, so that no response leaves the connection in a state its client
 //! did not hear about:
 //!
@@ -22,13 +23,16 @@ use hyper::{Method, Request, Response, StatusCode, Version};
 
 use super::activity::{Activity, Busy};
 use super::io::LingerPolicy;
-use super::{BoxError, Draining};
+use super::{BoxError, Draining, PeerAddr};
+use crate::telemetry;
 
 /// Wraps the application's service for one connection.
 #[derive(Clone)]
 pub(super) struct ConnService<S> {
     inner: S,
     draining: Draining,
+    /// The client, cloned into each request.
+    peer: PeerAddr,
     /// `Some` on HTTP/1 connections.
     activity: Option<Arc<Activity>>,
     /// How the connection lingers once closed.
@@ -40,23 +44,31 @@ impl<S> ConnService<S> {
     pub(super) fn http1(
         inner: S,
         draining: Draining,
+        peer: PeerAddr,
         activity: Arc<Activity>,
         linger: LingerPolicy,
     ) -> Self {
         ConnService {
             inner,
             draining,
+            peer,
             activity: Some(activity),
             linger,
         }
     }
 
     /// For an HTTP/2 connection, drained with GOAWAY: requests only get the
-    /// [`Draining`] extension.
-    pub(super) fn http2(inner: S, draining: Draining, linger: LingerPolicy) -> Self {
+    /// [`Draining`] and [`PeerAddr`] extensions.
+    pub(super) fn http2(
+        inner: S,
+        draining: Draining,
+        peer: PeerAddr,
+        linger: LingerPolicy,
+    ) -> Self {
         ConnService {
             inner,
             draining,
+            peer,
             activity: None,
             linger,
         }
@@ -87,7 +99,9 @@ where
     type Future = ResponseFuture<S::Future, B>;
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
-        request.extensions_mut().insert(self.draining.clone());
+        let extensions = request.extensions_mut();
+        extensions.insert(self.draining.clone());
+        extensions.insert(self.peer.clone());
         let http1 = self.activity.is_some() && request.version() <= Version::HTTP_11;
         let body = has_body(&request);
         if http1 && body {
@@ -110,6 +124,7 @@ where
             inner: self.inner.call(request),
             rules,
             ready: None,
+            counted: Some(telemetry::RequestInFlight::new()),
         }
     }
 }
@@ -142,6 +157,9 @@ pin_project_lite::pin_project! {
         inner: F,
         rules: Option<Rules>,
         ready: Option<Response<B>>,
+        // The `metrics` feature's gauge of requests in flight, handed to
+        // the body: a request counts until its response is sent.
+        counted: Option<telemetry::RequestInFlight>,
     }
 }
 
@@ -169,9 +187,11 @@ where
             },
         };
         let Some(rules) = this.rules.take() else {
+            let counted = this.counted.take();
             return Poll::Ready(Ok(response.map(|body| ActivityBody {
                 inner: body,
                 busy: None,
+                counted,
             })));
         };
         let mut response = response;
@@ -181,8 +201,12 @@ where
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        let busy = Some(rules.busy);
-        Poll::Ready(Ok(response.map(|body| ActivityBody { inner: body, busy })))
+        let (busy, counted) = (Some(rules.busy), this.counted.take());
+        Poll::Ready(Ok(response.map(|body| ActivityBody {
+            inner: body,
+            busy,
+            counted,
+        })))
     }
 }
 
@@ -193,6 +217,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         busy: Option<Busy>,
+        counted: Option<telemetry::RequestInFlight>,
     }
 }
 

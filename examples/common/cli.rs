@@ -1,6 +1,7 @@
 //! The command line every example server shares: `--listen ADDR`
 //! (repeatable), `--pid-file PATH`, `--ready-timeout SECS`, `--stop-timeout
-//! SECS`, `--kill-timeout SECS`, `--unix-mode OCTAL`, `--unix-owner
+//! SECS`, `--kill-timeout SECS`, `--shutdown-delay SECS` (after SIGTERM,
+//! serve on unready that long before draining), `--unix-mode OCTAL`, `--unix-owner
 //! USER|UID`, `--unix-group GROUP|GID` (the socket file of fresh Unix
 //! listeners), `--supervise` (run under a supervisor process with a stable
 //! pid), and for HTTPS servers `--tls-cert PEM --tls-key PEM`; logging
@@ -20,6 +21,7 @@ pub struct Cli {
     pub ready: Option<Duration>,
     pub stop: Option<Duration>,
     pub kill: Option<Duration>,
+    pub shutdown_delay: Option<Duration>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub unix: handoff::UnixOptions,
@@ -37,6 +39,7 @@ impl Cli {
             ready: None,
             stop: None,
             kill: None,
+            shutdown_delay: None,
             tls_cert: None,
             tls_key: None,
             unix: handoff::UnixOptions::new(),
@@ -58,6 +61,7 @@ impl Cli {
                 "--ready-timeout" => cli.ready = Some(secs(value()?)?),
                 "--stop-timeout" => cli.stop = Some(secs(value()?)?),
                 "--kill-timeout" => cli.kill = Some(secs(value()?)?),
+                "--shutdown-delay" => cli.shutdown_delay = Some(secs(value()?)?),
                 "--unix-mode" => cli.unix = cli.unix.mode(parse_mode(&value()?)?),
                 "--unix-owner" => cli.unix = cli.unix.owner(lookup_id(&value()?, "/etc/passwd")?),
                 "--unix-group" => cli.unix = cli.unix.group(lookup_id(&value()?, "/etc/group")?),
@@ -96,6 +100,9 @@ impl Cli {
         }
         if let Some(t) = self.kill {
             builder = builder.kill_timeout(t);
+        }
+        if let Some(t) = self.shutdown_delay {
+            builder = builder.shutdown_delay(t);
         }
         builder
     }
@@ -146,7 +153,7 @@ fn usage(program: &str, tls: bool) -> String {
     };
     format!(
         "usage: {program} [--listen ADDR]... [--pid-file PATH] [--ready-timeout SECS] \
-         [--stop-timeout SECS] [--kill-timeout SECS] [--unix-mode OCTAL] \
+         [--stop-timeout SECS] [--kill-timeout SECS] [--shutdown-delay SECS] [--unix-mode OCTAL] \
          [--unix-owner USER|UID] [--unix-group GROUP|GID] [--supervise]{tls}"
     )
 }

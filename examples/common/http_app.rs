@@ -4,6 +4,10 @@
 //! - `GET /sleep?duration=D` (D like `500ms`, `2s`, `1m`; `/sleep/` too)
 //!   prints `sleeping D in pid PID`, waits D, then answers `slept D, pid=PID`;
 //! - `POST /echo` → the request body, byte for byte (up to 16 MiB);
+//! - `GET /readyz` → 200 `ready serving generation=N pid=PID`, or 503
+//!   `unready STATE ...` from the moment a shutdown begins;
+//! - `GET /metrics` → the Prometheus text page (`examples/common/observe.rs`);
+//! - `GET /peer` → `peer=IP:PORT`, the client's address (`PeerAddr`);
 //! - `GET /stream` → a streamed body: `streaming in pid PID`, then `tick`
 //!   every 100 ms, until this generation starts draining: then `draining
 //!   pid=PID` and the end of the body (at most 10 minutes of ticks).
@@ -19,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use handoff::hyper::Draining;
+use handoff::hyper::{Draining, PeerAddr};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -55,11 +59,27 @@ fn reply(status: StatusCode, body: String) -> Result<Response<Body>, Infallible>
     Ok(response)
 }
 
+fn status_reply((status, body): (u16, String)) -> Result<Response<Body>, Infallible> {
+    reply(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body,
+    )
+}
+
 async fn handle(request: Request<Incoming>, sleep: Sleep) -> Result<Response<Body>, Infallible> {
     let pid = std::process::id();
     match request.uri().path() {
         "/" => reply(StatusCode::OK, format!("hello from pid={pid}\n")),
         "/echo" if request.method() == Method::POST => echo(request).await,
+        "/readyz" => status_reply(super::observe::readyz()),
+        "/metrics" => status_reply(super::observe::metrics()),
+        "/peer" => match request.extensions().get::<PeerAddr>() {
+            Some(peer) => reply(StatusCode::OK, format!("peer={peer}\n")),
+            None => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no peer address\n".into(),
+            ),
+        },
         "/sleep" | "/sleep/" => {
             let duration = request
                 .uri()

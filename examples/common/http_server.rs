@@ -1,7 +1,8 @@
 //! The `main` every hyper example shares, whatever runtime runs it: flags
 //! (`examples/common/cli.rs`), the handoff, TLS when `--tls-cert` and
-//! `--tls-key` are given (feature `tls`), the app (`examples/common/http_app.rs`)
-//! on every `--listen` address, and handoff's restart loop.
+//! `--tls-key` are given (feature `tls`), metrics and readiness
+//! (`examples/common/observe.rs`), the app (`examples/common/http_app.rs`) on
+//! every `--listen` address, and handoff's restart loop.
 
 #![allow(dead_code)] // each example uses the part it needs
 
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 use handoff::hyper::{HttpRuntime, Server};
 use handoff::{Address, ExitReason, Handoff};
 
-use super::{cli, http_app};
+use super::{cli, http_app, observe};
 
 /// The default listeners, as in Go's gracedemo.
 pub const DEFAULT_LISTEN: [&str; 3] = ["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8082"];
@@ -37,11 +38,14 @@ pub fn main<R: HttpRuntime>(
         }
     };
     raise_fd_limit();
+    // Before the handoff is built: handoff takes its metric handles then.
+    observe::install();
     // Take the inherited sockets before the runtime starts its threads.
     let handoff = match cli.launch() {
         Ok(handoff) => handoff,
         Err(code) => return code,
     };
+    observe::set_handle(handoff.handle());
     let mut server = Server::with_runtime(runtime);
     let mut scheme = "http";
     // Every generation reads the certificate again: a restart rotates it.

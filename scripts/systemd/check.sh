@@ -16,7 +16,7 @@ port=${2:-18080}
 target=${CARGO_TARGET_DIR:-$repo/target}
 
 "$here/root.sh" "$root" || exit 1
-(cd "$repo" && cargo build --release --quiet --example demo --features tokio,hyper,tls) || exit 1
+(cd "$repo" && cargo build --release --quiet --example demo --features tokio,hyper,tls,metrics) || exit 1
 bin=$(mktemp -d /tmp/handoff-bin.XXXXXX)
 trap 'rm -rf "$bin"' EXIT
 

@@ -23,7 +23,18 @@ pub(crate) fn watch(channel: Arc<OwnedFd>, events: UnboundedSender<Event>) {
                     Ok(Some(ToWorker::Answer(answer))) => Event::RestartAnswered(
                         answer.map_err(|reason| Error::SupervisorRestart { reason }),
                     ),
+                    // A report, not a decision: straight to the metrics.
+                    Ok(Some(ToWorker::Counts(counts))) => {
+                        crate::telemetry::set_counts(counts);
+                        continue;
+                    }
                     Ok(None) => break,
+                    // A message this worker does not know (a newer
+                    // supervisor's): ignored, the exchange goes on.
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        tracing::warn!("ignoring a message from the supervisor: {e}");
+                        continue;
+                    }
                     Err(e) => {
                         tracing::error!("the supervisor's channel failed: {e}");
                         break;

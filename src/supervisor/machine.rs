@@ -311,6 +311,8 @@ pub struct Machine {
     /// The exit status will be 1: a kill or a failed exit during shutdown,
     /// or the supervisor gave up.
     failed: bool,
+    /// Workers wait out the shutdown delay; a second shutdown request ends it.
+    delaying: bool,
 }
 
 impl Machine {
@@ -330,6 +332,7 @@ impl Machine {
             failed_starts: 0,
             backoff: BACKOFF_MIN,
             failed: false,
+            delaying: false,
         }
     }
 
@@ -349,6 +352,9 @@ impl Machine {
             (Phase::Running, Event::ShutdownRequested) => {
                 let status = "shutting down: workers drain".into();
                 self.begin_shutdown(status, now, &mut out);
+            }
+            (Phase::ShuttingDown, Event::ShutdownRequested) if self.delaying => {
+                self.end_delay(now, &mut out);
             }
             (_, Event::ShutdownRequested) => {}
             (_, Event::WorkerSpawned { pid }) => self.on_spawned(pid, now, &mut out),
@@ -766,7 +772,10 @@ impl Machine {
         self.phase = Phase::ShuttingDown;
         out.push(Action::Notify(Notify::Stopping));
         out.push(Action::Notify(Notify::Status(status)));
-        let kill_at = now + drain_bound(self.timeouts);
+        // The workers told to drain now wait out the shutdown delay first.
+        let delay = self.timeouts.shutdown_delay;
+        self.delaying = !delay.is_zero();
+        let kill_at = now + delay + drain_bound(self.timeouts);
         if let Some(t) = self.taking_back.take() {
             // Told to accept again: it may, so it is told to drain too.
             out.push(Action::Drain {
@@ -805,6 +814,21 @@ impl Machine {
             }),
         }
         self.maybe_exit(out);
+    }
+
+    /// A second shutdown request: the workers drain now, within the usual
+    /// bound from now.
+    fn end_delay(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.delaying = false;
+        let kill_at = now + drain_bound(self.timeouts);
+        for w in self.leaving.iter_mut().filter(|w| !w.killed) {
+            // A worker already draining ignores it.
+            out.push(Action::Drain {
+                pid: w.pid,
+                successor: None,
+            });
+            w.kill_at = w.kill_at.min(kill_at);
+        }
     }
 
     /// Kills a worker that was starting when the shutdown came.
@@ -1387,6 +1411,37 @@ mod tests {
             &acts[..],
             [Action::RemovePidFile, Action::Exit(0)]
         ));
+    }
+
+    #[test]
+    fn a_shutdown_delay_lengthens_the_workers_bound_and_a_second_request_ends_it() {
+        let t0 = Instant::now();
+        let timeouts = Timeouts {
+            shutdown_delay: secs(5),
+            ..Timeouts::default()
+        };
+        let mut m = Machine::new(timeouts, SUP);
+        m.on(Event::Started, t0);
+        m.on(Event::WorkerSpawned { pid: 10 }, t0);
+        m.on(Event::WorkerReady { pid: 10 }, t0);
+        let bound = drain_bound(timeouts);
+        m.on(Event::ShutdownRequested, t0);
+        // The worker waits out the delay, then drains within the usual bound.
+        assert_eq!(m.deadline(), Some(t0 + secs(5) + bound));
+        let acts = m.on(Event::ShutdownRequested, t0 + secs(1));
+        assert!(
+            matches!(
+                &acts[..],
+                [Action::Drain {
+                    pid: 10,
+                    successor: None
+                }]
+            ),
+            "{acts:?}"
+        );
+        assert_eq!(m.deadline(), Some(t0 + secs(1) + bound));
+        // Only the second request does.
+        assert!(m.on(Event::ShutdownRequested, t0 + secs(2)).is_empty());
     }
 
     #[test]

@@ -19,6 +19,7 @@ use super::wire::{self, ToSupervisor, ToWorker};
 use crate::machine::Timeouts;
 use crate::runtime::Signal;
 use crate::spawn::{self, Command, Successor};
+use crate::telemetry;
 use crate::{inherited::own_pid, notify, pidfile, protocol, sys};
 
 /// Signals forwarded to the serving worker.
@@ -63,6 +64,10 @@ struct Supervisor {
     /// supervisor concluded).
     reports: std::collections::VecDeque<String>,
     inputs: mpsc::Sender<Input>,
+    /// Workers started: the next one's generation is one more.
+    generations: u64,
+    /// When the restart in flight began (its new worker was spawned).
+    restart_began: Option<std::time::Instant>,
 }
 
 /// Runs the supervisor until the service stops; its exit status, and why it
@@ -83,6 +88,8 @@ pub(crate) fn run(config: Config) -> (u8, Option<String>) {
         new_asker: None,
         reports: Default::default(),
         inputs: tx,
+        generations: 0,
+        restart_began: None,
     };
     tracing::info!(pid = own_pid(), "supervising");
     let code = supervisor.run(rx);
@@ -204,12 +211,23 @@ impl Supervisor {
     }
 
     fn message(&mut self, pid: u32, message: ToSupervisor) -> Option<Event> {
+        // A report, not a decision (and it may come after the worker's exit
+        // was handled): the service's counters, passed on to the worker that
+        // serves.
+        if let ToSupervisor::Drained(counts) = message {
+            telemetry::add_drain(counts);
+            if let Some(current) = self.machine.current() {
+                self.tell(current, &ToWorker::Counts(telemetry::counts()));
+            }
+            return None;
+        }
         let worker = self.workers.get_mut(&pid)?;
         match message {
             ToSupervisor::Listeners(mut part) => {
                 worker.pending.append(&mut part);
                 None
             }
+            ToSupervisor::Drained(_) => unreachable!("handled above"),
             ToSupervisor::Ready {
                 version: Some(wire::VERSION),
             } => {
@@ -317,6 +335,14 @@ impl Supervisor {
                     Ok(pid) => tracing::info!(worker = pid, "restart complete"),
                     Err(e) => tracing::error!("restart failed: {e}"),
                 }
+                // An attempt (not a request refused): counted, and the
+                // serving worker, whose metrics are scraped, is told.
+                if let Some(began) = self.restart_began.take() {
+                    telemetry::restart(result.is_ok(), Some(began.elapsed()));
+                    if let Some(current) = self.machine.current() {
+                        self.tell(current, &ToWorker::Counts(telemetry::counts()));
+                    }
+                }
                 let answer = ToWorker::Answer(result.map_err(|e| e.to_string()));
                 for pid in std::mem::take(&mut self.askers) {
                     self.tell(pid, &answer);
@@ -331,7 +357,19 @@ impl Supervisor {
     }
 
     fn spawn(&mut self) -> Event {
-        let env = [(protocol::ENV_SUPERVISOR, wire::VERSION.to_string())];
+        let generation = (self.generations + 1).min(protocol::MAX_GENERATION);
+        // A worker started for a restart (another serves) counts it ok: if
+        // it never serves, its counts are never seen.
+        let restart = self.machine.current().is_some();
+        if restart {
+            self.restart_began
+                .get_or_insert_with(std::time::Instant::now);
+        }
+        let env = [
+            (protocol::ENV_SUPERVISOR, wire::VERSION.to_string()),
+            (protocol::ENV_GENERATION, generation.to_string()),
+            (protocol::ENV_COUNTS, spawn::counts_env(u64::from(restart))),
+        ];
         match spawn::start(
             &self.config.command,
             &self.config.listeners,
@@ -340,6 +378,7 @@ impl Supervisor {
             spawn::Kin::Child,
         ) {
             Ok(started) => {
+                self.generations = generation;
                 let pid = started.pid;
                 let channel = Arc::new(started.channel);
                 self.read_worker(pid, channel.clone());

@@ -2,6 +2,7 @@
 //! text messages, one per packet on a `SOCK_SEQPACKET` socket pair, the
 //! worker's listeners passed up with `SCM_RIGHTS`.
 
+use crate::telemetry;
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -30,6 +31,9 @@ pub(crate) enum ToSupervisor {
     Resumed,
     /// The worker stopped accepting, as it was told (`D`).
     Draining,
+    /// What the worker's drains counted (`C drained:closed_idle:hammered`),
+    /// sent once it is done: the supervisor adds it to the service's counters.
+    Drained([u64; 3]),
 }
 
 /// What a supervisor tells its worker.
@@ -41,6 +45,9 @@ pub(crate) enum ToWorker {
     Resume,
     /// The answer to a restart request (`A ok <pid>`, `A err <reason>`).
     Answer(Result<u32, String>),
+    /// The service's counters (`C ok:failed:lost:drained:closed_idle:hammered`),
+    /// for the serving worker's metrics.
+    Counts(telemetry::Counts),
 }
 
 fn send(channel: BorrowedFd<'_>, text: &str, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
@@ -135,6 +142,11 @@ pub(crate) fn send_draining(channel: BorrowedFd<'_>) -> std::io::Result<()> {
     send(channel, "D\n", &[])
 }
 
+/// Worker side: what its drains counted, once it is done.
+pub(crate) fn send_drained(channel: BorrowedFd<'_>, [d, i, h]: [u64; 3]) -> std::io::Result<()> {
+    send(channel, &format!("C {d}:{i}:{h}\n"), &[])
+}
+
 /// Worker side: says it accepts again (the answer to `U`).
 pub(crate) fn send_resumed(channel: BorrowedFd<'_>) -> std::io::Result<()> {
     send(channel, "U\n", &[])
@@ -160,11 +172,15 @@ pub(crate) fn recv_from_worker(channel: BorrowedFd<'_>) -> std::io::Result<Optio
         "D" => ToSupervisor::Draining,
         // A worker of protocol 1 without supervision says `R` alone.
         "R" => ToSupervisor::Ready { version: None },
-        _ => match head.strip_prefix("R ") {
-            Some(version) => ToSupervisor::Ready {
+        _ => match (head.strip_prefix("R "), head.strip_prefix("C ")) {
+            (Some(version), _) => ToSupervisor::Ready {
                 version: Some(version.trim().parse().map_err(|_| malformed(&text))?),
             },
-            None => return Err(malformed(&text)),
+            (_, Some(counts)) => ToSupervisor::Drained(
+                crate::protocol::parse_counts(crate::protocol::ENV_COUNTS, counts)
+                    .map_err(|_| malformed(&text))?,
+            ),
+            _ => return Err(malformed(&text)),
         },
     };
     Ok(Some(message))
@@ -180,6 +196,7 @@ pub(crate) fn send_to_worker(channel: BorrowedFd<'_>, message: &ToWorker) -> std
         ToWorker::Resume => "U\n".into(),
         ToWorker::Answer(Ok(pid)) => format!("A ok {pid}\n"),
         ToWorker::Answer(Err(reason)) => format!("A err {}\n", reason.replace('\n', " ")),
+        ToWorker::Counts(c) => format!("C {}\n", c.encode()),
     };
     send(channel, &text, &[])
 }
@@ -202,6 +219,10 @@ pub(crate) fn recv_from_supervisor(channel: BorrowedFd<'_>) -> std::io::Result<O
         ToWorker::Answer(Ok(pid.parse().map_err(|_| malformed(&text))?))
     } else if let Some(reason) = line.strip_prefix("A err ") {
         ToWorker::Answer(Err(reason.to_owned()))
+    } else if let Some(counts) = line.strip_prefix("C ") {
+        let fields = crate::protocol::parse_counts(crate::protocol::ENV_COUNTS, counts)
+            .map_err(|_| malformed(&text))?;
+        ToWorker::Counts(telemetry::Counts::from_fields(fields))
     } else {
         return Err(malformed(&text));
     };
@@ -236,6 +257,7 @@ mod tests {
         send_restart(worker.as_fd()).unwrap();
         send_resumed(worker.as_fd()).unwrap();
         send_draining(worker.as_fd()).unwrap();
+        send_drained(worker.as_fd(), [3, 2, 1]).unwrap();
         let mut got = Vec::new();
         loop {
             match recv_from_worker(supervisor.as_fd()).unwrap().unwrap() {
@@ -261,7 +283,12 @@ mod tests {
             recv_from_worker(supervisor.as_fd()).unwrap(),
             Some(ToSupervisor::Draining)
         ));
+        assert!(matches!(
+            recv_from_worker(supervisor.as_fd()).unwrap(),
+            Some(ToSupervisor::Drained([3, 2, 1]))
+        ));
         for message in [
+            ToWorker::Counts(telemetry::Counts::from_fields([5, 1, 0, 7, 2, 1])),
             ToWorker::Drain { successor: Some(7) },
             ToWorker::Drain { successor: None },
             ToWorker::Resume,

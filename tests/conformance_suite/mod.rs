@@ -9,8 +9,9 @@
 //! after each restart attempt; SIGHUP and SIGUSR2 restart, SIGTERM and SIGINT
 //! stop gracefully. Each answers the [`Request`]s: which pid serves, and a
 //! slow request that prints `sleeping D in pid PID` when it starts. The HTTP
-//! examples (`examples/common/http_app.rs`) also have `GET /stream` and
-//! `POST /echo`.
+//! examples (`examples/common/http_app.rs`) also have `GET /stream`,
+//! `POST /echo`, `GET /peer`, `GET /readyz` and `GET /metrics`, and
+//! `--shutdown-delay SECS`.
 //!
 //! The scenarios, one file each:
 //! - [`restart_under_load`]: 20 restarts under continuous load, 0 failures;
@@ -24,8 +25,10 @@
 //! - [`take_back`]: a successor that dies after ready hands the listeners
 //!   back;
 //! - HTTP only: [`drain_signal`] (long-lived responses see the drain signal
-//!   and end) and [`unread_body`] (request bodies a handler ignores never
-//!   fail a request);
+//!   and end), [`unread_body`] (request bodies a handler ignores never
+//!   fail a request), [`peer_addr`] (`GET /peer` answers the client's
+//!   address) and [`readiness`] (`GET /readyz`, `GET /metrics`, the
+//!   shutdown delay);
 //! - lines only: [`line_in_hand`] (a line half received when draining starts
 //!   is finished, not cut).
 //!
@@ -44,6 +47,8 @@ pub mod drain_signal;
 pub mod idle_connections;
 pub mod line_in_hand;
 pub mod long_lived;
+pub mod peer_addr;
+pub mod readiness;
 pub mod restart_under_load;
 pub mod shutdown_bounds;
 pub mod take_back;
@@ -93,7 +98,7 @@ macro_rules! conformance {
         $(, supervise = $supervise:literal)? $(,)?) => {
         conformance!(@flavor $flavor, [$($feature),+], $example, Http, $h2, $grace, [$($supervise)?], [
             restart_under_load, long_lived, bad_successor, shutdown_bounds, idle_connections,
-            take_back, drain_signal, unread_body
+            take_back, drain_signal, unread_body, peer_addr, readiness
         ]);
     };
     ($flavor:ident, example = $example:literal, features = [$($feature:literal),+ $(,)?],

@@ -47,6 +47,7 @@ pub fn example(name: &str) -> PathBuf {
         ("smol", cfg!(feature = "smol")),
         ("async-std", cfg!(feature = "async-std")),
         ("actix", cfg!(feature = "actix")),
+        ("metrics", cfg!(feature = "metrics")),
     ]
     .iter()
     .filter(|(_, on)| *on)

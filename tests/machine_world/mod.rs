@@ -25,8 +25,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use handoff::Error;
 use handoff::machine::{Action, Driver, Event, ExitReason, Host, Machine, Notify, Timeouts};
+use handoff::{Error, State};
 
 /// The pid of the generation under test; its children are 100, 101...
 pub const OWN: u32 = 1;
@@ -161,6 +161,8 @@ pub struct Step {
     pub spawned: Option<u32>,
     pub deadline_before: Option<Instant>,
     pub deadline_after: Option<Instant>,
+    pub state_before: State,
+    pub state_after: State,
     pub accepting_after: bool,
     pub exited_after: bool,
 }
@@ -322,6 +324,7 @@ impl World {
         }
         let offer = (!self.spawn_fails).then_some(100 + self.spawned.len() as u32);
         let deadline_before = self.machine().deadline();
+        let state_before = self.machine().state();
         let actions = handle(&mut self.driver, event.clone(), self.now, offer);
         let mut spawned = None;
         for action in &actions {
@@ -345,6 +348,8 @@ impl World {
             spawned,
             deadline_before,
             deadline_after: machine.deadline(),
+            state_before,
+            state_after: machine.state(),
             accepting_after: machine.is_accepting(),
             exited_after: machine.has_exited(),
         };
@@ -589,7 +594,8 @@ pub fn p2_at_most_two_generations(trace: &Trace) -> Verdict {
 ///
 /// Each request gets the reply its moment calls for: after `Exit` or while
 /// draining, at once `RestartDone(Err)` (naming the successor if draining for
-/// one, `ShuttingDown` otherwise); during an upgrade `Coalesced`; while our
+/// one, `ShuttingDown` otherwise); during an upgrade `Coalesced`; during the
+/// shutdown delay `RestartDone(ShuttingDown)`; while our
 /// parent is alive `Deferred`; else `Notify(Reloading), Notify(Status),
 /// Spawn` (followed by the spawn's outcome).
 pub fn p3_one_upgrade_at_a_time(trace: &Trace) -> Verdict {
@@ -615,6 +621,8 @@ pub fn p3_one_upgrade_at_a_time(trace: &Trace) -> Verdict {
                 Some(Some(successor)) => got == format!("RestartDone(HandedOver({successor}))"),
                 Some(None) => got == "RestartDone(ShuttingDown)",
                 None if attempt_open => got == "Coalesced",
+                // Serving out the shutdown delay.
+                None if s.state_before == State::ShuttingDown => got == "RestartDone(ShuttingDown)",
                 None if parent_alive => got == "Deferred",
                 None => got.starts_with("RELOADING, STATUS, Spawn"),
             };
@@ -931,6 +939,56 @@ pub fn p9_a_lost_successor_leaves_the_parent_serving(trace: &Trace) -> Verdict {
         }
         let serving = s.accepting_after && !s.exited_after;
         ensure!(serving || !serving_again, "not serving after the take-back");
+        Ok(())
+    })
+}
+
+/// Property 10: the shutdown delay. From the first `ShutdownRequested` on,
+/// the state is never ready. A shutdown asked while serving, with a delay,
+/// starts no drain: the machine is `ShuttingDown`, still accepting, with a
+/// deadline; its drain (`BeginDrain`) comes no earlier than the delay after
+/// the request, unless a second request ends the delay. Without a delay, a
+/// shutdown asked while serving drains in its step. `ShuttingDown` accepts.
+pub fn p10_shutdown_delay(trace: &Trace) -> Verdict {
+    let delay = trace.timeouts.shutdown_delay;
+    let (mut asked, mut delaying_since) = (false, None::<Instant>);
+    each_step(trace, |s| {
+        let drains = s.actions.iter().any(|a| matches!(a, Action::BeginDrain));
+        let shutdown = matches!(s.event, Event::ShutdownRequested);
+        if shutdown && matches!(s.state_before, State::Serving | State::Starting) {
+            if delay.is_zero() {
+                ensure!(drains, "no delay, yet no drain: [{}]", brief(&s.actions));
+            } else {
+                ensure!(
+                    !drains && s.state_after == State::ShuttingDown && s.accepting_after,
+                    "shutdown with a {delay:?} delay: [{}], {:?}",
+                    brief(&s.actions),
+                    s.state_after
+                );
+                ensure!(s.deadline_after.is_some(), "delaying without a deadline");
+                delaying_since = Some(s.at);
+            }
+        }
+        asked |= shutdown;
+        if drains {
+            if let Some(since) = delaying_since.take() {
+                let second = shutdown && s.state_before == State::ShuttingDown;
+                ensure!(
+                    second || s.at >= since + delay,
+                    "drained {} after the shutdown, within its {delay:?} delay",
+                    trace.off(s.at)
+                );
+            }
+        }
+        ensure!(
+            !(asked && s.state_after.is_ready()),
+            "{:?} (ready) after a shutdown was asked",
+            s.state_after
+        );
+        ensure!(
+            s.state_after != State::ShuttingDown || s.accepting_after,
+            "ShuttingDown yet not accepting"
+        );
         Ok(())
     })
 }
