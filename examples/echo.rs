@@ -4,7 +4,10 @@
 //! `pid=PID`, `sleep D` with `slept D, pid=PID` after D, `hold D` with
 //! `holding D, pid=PID` at once while work that ignores the hammer stays in
 //! flight for D (a drain then ends at the kill timeout, and the process exits
-//! with status 1) (UDP: each datagram is sent back, `pid` likewise). On drain, a
+//! with status 1), `ready` with `ready serving generation=N pid=PID`, or
+//! `unready STATE ...` from the moment a shutdown begins (the readiness the
+//! HTTP examples serve as `GET /readyz`) (UDP: each datagram is sent back,
+//! `pid` likewise). On drain, a
 //! connection finishes the line in hand, then closes cleanly (FIN, never RST).
 //! SIGHUP or SIGUSR2 restarts, SIGTERM or SIGINT shuts down.
 //!
@@ -20,7 +23,8 @@
 //!
 //! Flags: `--listen ADDR` (repeatable; `127.0.0.1:7000`, `unix:/path`,
 //! `udp://127.0.0.1:7001`), `--pid-file PATH`, `--ready-timeout SECS`,
-//! `--stop-timeout SECS`, `--kill-timeout SECS`, `--unix-mode OCTAL`,
+//! `--stop-timeout SECS`, `--kill-timeout SECS`, `--shutdown-delay SECS`,
+//! `--unix-mode OCTAL`,
 //! `--unix-owner USER|UID`, `--unix-group GROUP|GID` (who may connect to a
 //! fresh Unix listener).
 
@@ -40,13 +44,25 @@ const LINGER: Duration = Duration::from_secs(1);
 /// send its first line: its client may have written it already.
 const FIRST_LINE_GRACE: Duration = Duration::from_secs(1);
 
-/// The answer to one line: `pid` → `pid=PID`; `sleep D` (D like `500ms`,
+/// This generation's handle, for `ready`.
+static HANDLE: std::sync::OnceLock<handoff::Handle> = std::sync::OnceLock::new();
+
+/// The answer to one line: `pid` → `pid=PID`; `ready` → the readiness;
+/// `sleep D` (D like `500ms`,
 /// `2s`) prints `sleeping D in pid PID`, waits D, then answers `slept D,
 /// pid=PID`, like the HTTP examples' `/sleep`; any other line comes back as is.
 async fn answer(line: Vec<u8>) -> Vec<u8> {
     let pid = std::process::id();
     if line == b"pid\n" {
         return format!("pid={pid}\n").into_bytes();
+    }
+    if line == b"ready\n" {
+        let Some(handle) = HANDLE.get() else {
+            return format!("unready starting pid={pid}\n").into_bytes();
+        };
+        let (state, generation) = (handle.state(), handle.generation());
+        let ready = if state.is_ready() { "ready" } else { "unready" };
+        return format!("{ready} {state} generation={generation} pid={pid}\n").into_bytes();
     }
     let sleep = std::str::from_utf8(&line)
         .ok()
@@ -105,6 +121,7 @@ fn main() -> ExitCode {
         Ok(handoff) => handoff,
         Err(code) => return code,
     };
+    let _ = HANDLE.set(handoff.handle());
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(serve(handoff, addresses)) {
         Ok(reason) => cli.done(reason),

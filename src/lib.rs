@@ -66,23 +66,26 @@
 //! |---|---|---|
 //! | `handoff_generation` | gauge | this process's generation ([`Handle::generation`]) |
 //! | `handoff_ready` | gauge | 1 while serving or restarting, 0 once shutting down (the delay included) or draining ([`State::is_ready`]) |
-//! | `handoff_restarts_total{result="ok"/"failed"}` | counter | restart attempts this generation made, by result |
-//! | `handoff_restart_duration_seconds{result}` | histogram | from the restart request (signal or handle) to the successor's ready, or to the failure |
-//! | `handoff_successors_lost_total` | counter | successors that died after ready while this generation drained; it took its listeners back |
+//! | `handoff_restarts_total{result="ok"/"failed"}` | counter | the service's restart attempts, by result |
+//! | `handoff_restart_duration_seconds{result}` | histogram | from the restart request (signal or handle) to the successor's ready, or to the failure; recorded where the restart ran (the old generation, or the supervisor) |
+//! | `handoff_successors_lost_total` | counter | successors that died after ready while their parent drained; it took its listeners back (re-exec mode) |
 //! | `handoff_connections_in_flight` | gauge | connections open |
 //! | `handoff_requests_in_flight` | gauge | requests being answered (the HTTP adapters) |
 //! | `handoff_connections_drained_total` | counter | connections that ended on their own during a drain |
 //! | `handoff_connections_closed_idle_total` | counter | idle connections a drain closed |
 //! | `handoff_connections_hammered_total` | counter | connections aborted at the stop timeout |
 //!
-//! Each generation is its own process, with its own recorder and counters
-//! from zero, and a scrape reaches the generation that accepts it. A restart
-//! is counted by the generation that asked for it, the one that then drains
-//! and exits: a successful restart shows as `handoff_generation` going up, a
-//! failed one stays in the old generation's `handoff_restarts_total`. Under a
-//! supervisor, only restarts a worker asks for (such as [`Handle::restart`])
-//! are counted: one asked of the supervisor (SIGHUP to it) is not, and the
-//! supervisor itself records nothing.
+//! Each generation is its own process with its own recorder, and a scrape
+//! reaches the generation that accepts it; the old one has stopped accepting
+//! by the time its drain is counted. So the counters are the service's, not
+//! one process's: a successor starts from its parent's counts (the restart
+//! that made it counted ok), and the parent sends it what its drain counted
+//! just before it exits; a supervisor keeps the service's counts, gathers
+//! its workers' drain counts and passes them to the worker that serves. After
+//! five restarts and a failed one, the serving generation says
+//! `handoff_generation 6`, `handoff_restarts_total{result="ok"} 5` and
+//! `{result="failed"} 1`, in either mode. Gauges and the restart duration
+//! are the process's own.
 //!
 //! ```no_run
 //! use std::time::Duration;

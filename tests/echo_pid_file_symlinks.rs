@@ -216,7 +216,7 @@ async fn a_symlink_at_the_pid_file_path_is_replaced_not_followed() {
     // the pid file names it, replacing whatever is at the path): the event,
     // logged at debug level.
     let seen =
-        |l: &str| l.contains(&format!("handoff{{pid={new}}}")) && l.contains("event=ParentExited");
+        |l: &str| l.contains(&format!("handoff{{pid={new} ")) && l.contains("event=ParentExited");
     let logged = process::poll_until(T10, Duration::from_millis(20), || {
         server.stderr().lines().any(seen).then_some(())
     });

@@ -66,8 +66,9 @@ struct Supervisor {
     inputs: mpsc::Sender<Input>,
     /// Workers started: the next one's generation is one more.
     generations: u64,
-    /// When the restart in flight began (its new worker was spawned).
-    restart_began: Option<std::time::Instant>,
+    /// The restart in flight: its span, and when it began (its new worker
+    /// was spawned).
+    restart_began: Option<(tracing::Span, Instant)>,
 }
 
 /// Runs the supervisor until the service stops; its exit status, and why it
@@ -331,14 +332,19 @@ impl Supervisor {
                 }
             }
             Action::RestartDone(result) => {
+                let attempt = self.restart_began.take();
+                let _entered = attempt.as_ref().map(|(span, _)| span.enter());
                 match &result {
                     Ok(pid) => tracing::info!(worker = pid, "restart complete"),
                     Err(e) => tracing::error!("restart failed: {e}"),
                 }
                 // An attempt (not a request refused): counted, and the
                 // serving worker, whose metrics are scraped, is told.
-                if let Some(began) = self.restart_began.take() {
-                    telemetry::restart(result.is_ok(), Some(began.elapsed()));
+                if let Some((span, began)) = &attempt {
+                    let took = began.elapsed();
+                    span.record("result", if result.is_ok() { "ok" } else { "failed" });
+                    span.record("ready_ms", took.as_secs_f64() * 1e3);
+                    telemetry::restart(result.is_ok(), Some(took));
                     if let Some(current) = self.machine.current() {
                         self.tell(current, &ToWorker::Counts(telemetry::counts()));
                     }
@@ -361,9 +367,16 @@ impl Supervisor {
         // A worker started for a restart (another serves) counts it ok: if
         // it never serves, its counts are never seen.
         let restart = self.machine.current().is_some();
-        if restart {
-            self.restart_began
-                .get_or_insert_with(std::time::Instant::now);
+        if restart && self.restart_began.is_none() {
+            // One span per restart attempt, as a generation's own restarts.
+            let span = tracing::info_span!(
+                "restart",
+                generation,
+                worker = tracing::field::Empty,
+                result = tracing::field::Empty,
+                ready_ms = tracing::field::Empty,
+            );
+            self.restart_began = Some((span, Instant::now()));
         }
         let env = [
             (protocol::ENV_SUPERVISOR, wire::VERSION.to_string()),
@@ -390,6 +403,9 @@ impl Supervisor {
                         pending: Vec::new(),
                     },
                 );
+                if let Some((span, _)) = self.restart_began.as_ref().filter(|_| restart) {
+                    span.record("worker", pid);
+                }
                 tracing::info!(pid, "started a worker");
                 Event::WorkerSpawned { pid }
             }

@@ -27,10 +27,10 @@
 //! - HTTP only: [`drain_signal`] (long-lived responses see the drain signal
 //!   and end), [`unread_body`] (request bodies a handler ignores never
 //!   fail a request), [`peer_addr`] (`GET /peer` answers the client's
-//!   address) and [`readiness`] (`GET /readyz`, `GET /metrics`, the
-//!   shutdown delay);
+//!   address);
 //! - lines only: [`line_in_hand`] (a line half received when draining starts
-//!   is finished, not cut).
+//!   is finished, not cut);
+//! - both: [`readiness`] (readiness, metrics where HTTP, the shutdown delay).
 //!
 //! A flavour with `supervise` runs the example with `--supervise`: the
 //! process started is a supervisor and the generations are its workers
@@ -105,7 +105,7 @@ macro_rules! conformance {
         lines, idle_grace_ms = $grace:literal $(, supervise = $supervise:literal)? $(,)?) => {
         conformance!(@flavor $flavor, [$($feature),+], $example, Lines, false, $grace, [$($supervise)?], [
             restart_under_load, long_lived, bad_successor, shutdown_bounds, idle_connections,
-            take_back, line_in_hand
+            take_back, line_in_hand, readiness
         ]);
     };
 }

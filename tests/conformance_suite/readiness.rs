@@ -1,15 +1,16 @@
-//! What the example tells a load balancer and a scraper: `GET /readyz`
-//! answers 200 `ready serving generation=N pid=PID` while it serves, before
-//! and after a restart (the generation counted on); `GET /metrics` is a
-//! Prometheus page naming that generation (with the `metrics` feature); with
-//! `--shutdown-delay 1`, SIGTERM turns `/readyz` to 503 at once while new
-//! connections are still served by the same generation, which then drains
-//! and exits within its bounds.
+//! What the example tells a load balancer and a scraper: readiness (`GET
+//! /readyz`, or the line `ready`) says `ready serving generation=N pid=PID`
+//! while it serves, before and after a restart (the generation counted on);
+//! HTTP examples serve `GET /metrics`, a Prometheus page naming that
+//! generation (with the `metrics` feature); with `--shutdown-delay 1`,
+//! SIGTERM turns readiness to `unready shutting-down` (HTTP 503) at once
+//! while new connections are still served by the same generation, which then
+//! drains and exits no earlier than the delay, within its bounds.
 
 use std::time::{Duration, Instant};
 
 use super::Flavor;
-use crate::harness::client::{Reply, Target};
+use crate::harness::client::{Protocol, RawConn, Reply, Request, Target};
 use crate::harness::http::{HttpConn, Mode};
 use crate::harness::process::{Signal, T5, T10};
 
@@ -17,26 +18,33 @@ pub fn run(flavor: Flavor) {
     super::run(flavor, "readiness, metrics and the shutdown delay", body);
 }
 
-async fn get(target: &Target, path: &str) -> Reply {
-    let mut conn = HttpConn::connect(target, Mode::NewConnection)
+/// Readiness on a new connection: whether ready, and the text.
+async fn readiness(flavor: Flavor, target: &Target) -> (bool, String) {
+    let mut conn = RawConn::connect(target).await;
+    let reply: Reply = conn
+        .ask(Request::Ready)
         .await
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    conn.get(path)
-        .await
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .unwrap_or_else(|e| panic!("[{}] readiness: {e}", flavor.name));
+    let text = reply.text().trim().to_string();
+    let ready = text.starts_with("ready ");
+    if flavor.protocol == Protocol::Http {
+        let status = if ready { 200 } else { 503 };
+        assert_eq!(reply.status, status, "[{}] {reply:?}", flavor.name);
+    }
+    (ready, text)
 }
 
-/// `/readyz` until its status is `status` (bounded: 5 s).
-async fn readyz(flavor: Flavor, target: &Target, status: u16) -> Reply {
+/// Readiness until it is `ready` (bounded: 5 s); its text.
+async fn until(flavor: Flavor, target: &Target, ready: bool) -> String {
     let start = Instant::now();
     loop {
-        let reply = get(target, "/readyz").await;
-        if reply.status == status {
-            return reply;
+        let (now, text) = readiness(flavor, target).await;
+        if now == ready {
+            return text;
         }
         assert!(
             start.elapsed() < T5,
-            "[{}] /readyz still {reply:?}, not {status}",
+            "[{}] readiness still {text:?}",
             flavor.name
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -44,10 +52,16 @@ async fn readyz(flavor: Flavor, target: &Target, status: u16) -> Reply {
 }
 
 async fn expect_ready(flavor: Flavor, target: &Target, generation: u32, pid: i32) {
-    let reply = readyz(flavor, target, 200).await;
+    let text = until(flavor, target, true).await;
     let want = format!("ready serving generation={generation} pid={pid}");
-    assert_eq!(reply.text().trim(), want, "[{}]", flavor.name);
-    let page = get(target, "/metrics").await;
+    assert_eq!(text, want, "[{}]", flavor.name);
+    if flavor.protocol != Protocol::Http {
+        return;
+    }
+    let mut conn = HttpConn::connect(target, Mode::NewConnection)
+        .await
+        .unwrap();
+    let page = conn.get("/metrics").await.unwrap();
     assert_eq!(page.status, 200, "[{}] {page:?}", flavor.name);
     if cfg!(feature = "metrics") {
         let line = format!("handoff_generation {generation}");
@@ -69,22 +83,14 @@ async fn body(flavor: Flavor) {
 
     let signalled = Instant::now();
     server.signal_service(restart.new, Signal::TERM);
-    let unready = readyz(flavor, &target, 503).await;
+    let unready = until(flavor, &target, false).await;
     assert!(
-        unready
-            .text()
-            .starts_with("unready shutting-down generation=2"),
+        unready.starts_with("unready shutting-down generation=2"),
         "[{}] {unready:?}",
         flavor.name
     );
     // Still served, by the same generation, until the delay ends.
-    let reply = get(&target, "/").await;
-    assert_eq!(
-        reply.pid(),
-        Some(restart.new),
-        "[{}] {reply:?}",
-        flavor.name
-    );
+    assert_eq!(target.ask_pid().await, restart.new, "[{}]", flavor.name);
     server.expect_gone(restart.new, T10);
     let took = signalled.elapsed();
     assert!(

@@ -116,6 +116,9 @@ pub enum Request<'a> {
     /// `GET /sleep?duration=D`, or the line `sleep D`: the generation prints
     /// `sleeping D in pid PID`, waits D, then answers `slept D, pid=PID`.
     Sleep(&'a str),
+    /// `GET /readyz`, or the line `ready`: `ready STATE generation=N
+    /// pid=PID` (HTTP 200), or `unready STATE ...` (HTTP 503).
+    Ready,
 }
 
 /// A reply: an HTTP response, or a line (status 200, no headers, the line
@@ -254,6 +257,8 @@ impl RawConn {
             (Protocol::Http, Request::Sleep(d)) => get(&format!("/sleep?duration={d}")),
             (Protocol::Lines, Request::Pid) => "pid\n".to_string(),
             (Protocol::Lines, Request::Sleep(d)) => format!("sleep {d}\n"),
+            (Protocol::Http, Request::Ready) => get("/readyz"),
+            (Protocol::Lines, Request::Ready) => "ready\n".to_string(),
         };
         self.send_raw(text.as_bytes()).await
     }
