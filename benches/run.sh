@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs every benchmark on release builds and prints the tables that
-# docs/BENCHMARKS.md holds. 10-12 minutes of measuring on 2 cores (plus the
+# docs/BENCHMARKS.md holds. 13-15 minutes of measuring on 2 cores (plus the
 # first release build); --quick takes 4-5.
 #
 #   benches/run.sh [--quick]
