@@ -13,6 +13,7 @@
 #[allow(dead_code, reason = "this test uses part of the harness")]
 mod harness {
     pub mod client;
+    pub mod external;
     pub mod http;
     pub mod process;
     pub mod server;
@@ -350,4 +351,52 @@ async fn the_serving_generation_shows_what_the_last_drain_counted() {
         drop(idle);
         server.terminate(r.new);
     }
+}
+
+/// A client nobody here wrote, Python's `http.client` (never retries), POSTs
+/// bodies to `/echo` on keep-alive connections through the shutdown delay
+/// (the only generation: it serves on, unready): not one fails, every body
+/// comes back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pythons_http_client_sees_no_failure_during_the_shutdown_delay() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let args = ["--shutdown-delay", "3"];
+    let server = Server::start(&server::example("demo"), dir.path(), &args);
+    let target = Target::of(&server.wait_started());
+    let pid = server.first_pid;
+    let signalled = Instant::now();
+    server.signal(pid, Signal::TERM);
+    let unready = readyz_until(&target, 503).await;
+    assert_eq!(unready.status, 503, "{unready:?}");
+    let python = harness::external::python(
+        target.socket_addr(),
+        1,
+        &[
+            "--method",
+            "POST",
+            "--path",
+            "/echo",
+            "--sizes",
+            "10,5120",
+            "--requests",
+            "100000",
+            "--threads",
+            "2",
+            "--echo",
+        ],
+    );
+    let out = tokio::task::spawn_blocking(move || python.finish(T10))
+        .await
+        .unwrap();
+    let counts = harness::external::PythonCounts::parse(&out);
+    println!("http.client during the delay: {}", counts.line);
+    assert_eq!(counts.failed, 0, "{}", counts.line);
+    assert!(counts.ok > 10, "{}", counts.line);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "the delay ran out meanwhile"
+    );
+    let status = server.wait_child_exit(T10).expect("exits after the delay");
+    assert!(status.success(), "{status}");
+    assert!(signalled.elapsed() >= Duration::from_secs(3));
 }
