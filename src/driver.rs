@@ -208,7 +208,19 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
             if let (Ok(pid), None) = (&result, &self.successor) {
                 span.record("successor", pid);
             }
-            telemetry::restart(result.is_ok(), Some(took));
+            // Under a supervisor the supervisor counts it (and tells the
+            // worker that serves).
+            let supervised = self.parent.as_ref().is_some_and(ParentLink::is_supervisor);
+            if !supervised {
+                telemetry::restart(result.is_ok(), Some(took));
+            }
+            // The successor serves from now on: it records the duration
+            // where it is scraped.
+            if let (Ok(pid), Some(s)) = (&result, &self.successor) {
+                if s.pid == *pid {
+                    s.send_took(took);
+                }
+            }
         }
         match &result {
             Ok(pid) => tracing::info!(successor = pid, "restart complete"),

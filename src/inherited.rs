@@ -39,11 +39,23 @@ const IDENTITY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most a child keeps of what its parent says after the identity.
 const MAX_PARENT_SAYS: usize = 256;
 
+/// Acts on one line from the parent: `C drained:closed_idle:hammered` (its
+/// drain's counts) or `T ok|failed SECONDS` (how long the restart took).
+fn heard_from_parent(line: &[u8]) {
+    let Ok(text) = std::str::from_utf8(line) else {
+        return;
+    };
+    if let Some(counts) = drain_counts(text) {
+        telemetry::add_drain(counts);
+    } else if let Some((ok, took)) = text.strip_prefix("T ").and_then(telemetry::parse_took) {
+        telemetry::restart_took(ok, took);
+    }
+}
+
 /// The parent's drain counts, from a `C drained:closed_idle:hammered` line.
-fn drain_counts(said: &[u8]) -> Option<[u64; 3]> {
-    let text = std::str::from_utf8(said).ok()?;
-    let line = text.lines().find_map(|l| l.strip_prefix("C "))?;
-    protocol::parse_counts(protocol::ENV_COUNTS, line).ok()
+fn drain_counts(line: &str) -> Option<[u64; 3]> {
+    let counts = line.trim_end().strip_prefix("C ")?;
+    protocol::parse_counts(protocol::ENV_COUNTS, counts).ok()
 }
 
 pub(crate) fn own_pid() -> u32 {
@@ -355,22 +367,26 @@ impl ParentLink {
             .name("handoff-parent".into())
             .spawn(move || {
                 let mut buf = [0u8; 64];
-                // What the parent says after the identity: at most a line
-                // with its drain's counts (`C drained:closed_idle:hammered`)
-                // before it exits. Bounded; anything else is ignored.
+                // What the parent says after the identity, a line at a time:
+                // how long the restart that made this generation took (`T`),
+                // and before it exits its drain's counts (`C`). Bounded;
+                // anything else is ignored.
                 let mut said = Vec::new();
+                let mut heard = 0;
                 loop {
                     match rustix::net::recv(channel.as_fd(), &mut buf, RecvFlags::empty()) {
                         Ok((0, _)) => break,
-                        Ok((n, _)) if said.len() < MAX_PARENT_SAYS => {
-                            said.extend_from_slice(&buf[..n.min(buf.len())])
+                        Ok((n, _)) if heard < MAX_PARENT_SAYS => {
+                            heard += n;
+                            said.extend_from_slice(&buf[..n.min(buf.len())]);
+                            while let Some(end) = said.iter().position(|b| *b == b'\n') {
+                                let line: Vec<u8> = said.drain(..=end).collect();
+                                heard_from_parent(&line);
+                            }
                         }
                         Ok(_) | Err(rustix::io::Errno::INTR) => continue,
                         Err(_) => break,
                     }
-                }
-                if let Some(counts) = drain_counts(&said) {
-                    telemetry::add_drain(counts);
                 }
                 on_exit();
             });
@@ -385,18 +401,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_parents_drain_counts_are_one_bounded_line_else_nothing() {
-        assert_eq!(drain_counts(b"C 3:2:1\n"), Some([3, 2, 1]));
-        assert_eq!(drain_counts(b"junk\nC 0:0:9\n"), Some([0, 0, 9]));
+    fn the_parents_drain_counts_are_one_line_else_nothing() {
+        assert_eq!(drain_counts("C 3:2:1\n"), Some([3, 2, 1]));
+        assert_eq!(drain_counts("C 0:0:9"), Some([0, 0, 9]));
         for bad in [
-            &b""[..],
-            b"C 3:2\n",
-            b"C 1:2:3:4\n",
-            b"C a:b:c\n",
-            b"\xff\xfe",
-            b"3:2:1",
+            "",
+            "C 3:2\n",
+            "C 1:2:3:4\n",
+            "C a:b:c\n",
+            "3:2:1",
+            "T ok 0.1",
         ] {
             assert_eq!(drain_counts(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            telemetry::parse_took("ok 0.012500"),
+            Some((true, std::time::Duration::from_micros(12_500)))
+        );
+        for bad in ["", "ok", "fine 1", "ok -1", "ok NaN", "ok 1e9", "failed x"] {
+            assert_eq!(telemetry::parse_took(bad), None, "{bad:?}");
         }
     }
 }

@@ -67,7 +67,7 @@
 //! | `handoff_generation` | gauge | this process's generation ([`Handle::generation`]) |
 //! | `handoff_ready` | gauge | 1 while serving or restarting, 0 once shutting down (the delay included) or draining ([`State::is_ready`]) |
 //! | `handoff_restarts_total{result="ok"/"failed"}` | counter | the service's restart attempts, by result |
-//! | `handoff_restart_duration_seconds{result}` | histogram | from the restart request (signal or handle) to the successor's ready, or to the failure; recorded where the restart ran (the old generation, or the supervisor) |
+//! | `handoff_restart_duration_seconds{result}` | histogram | from the restart request (signal or handle) to the successor's ready, or to the failure; measured where the restart ran (the old generation, or the supervisor), recorded by the generation that serves after it |
 //! | `handoff_successors_lost_total` | counter | successors that died after ready while their parent drained; it took its listeners back (re-exec mode) |
 //! | `handoff_connections_in_flight` | gauge | connections open |
 //! | `handoff_requests_in_flight` | gauge | requests being answered (the HTTP adapters) |
@@ -84,8 +84,9 @@
 //! its workers' drain counts and passes them to the worker that serves. After
 //! five restarts and a failed one, the serving generation says
 //! `handoff_generation 6`, `handoff_restarts_total{result="ok"} 5` and
-//! `{result="failed"} 1`, in either mode. Gauges and the restart duration
-//! are the process's own.
+//! `{result="failed"} 1`, in either mode. Gauges are the process's own; the
+//! restart duration histogram holds the restarts this generation saw end:
+//! the one that made it, and those that failed while it served.
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -82,15 +82,24 @@ impl Successor {
     /// (`drained:closed_idle:hammered`): it adds that to the service's
     /// counters (docs/PROTOCOL.md, "The channel").
     pub(crate) fn send_drain_counts(&self, [drained, idle, hammered]: [u64; 3]) {
+        self.send_line(&format!("C {drained}:{idle}:{hammered}\n"));
+    }
+
+    /// Tells the successor how long the restart that made it took: it
+    /// records that, where it is scraped.
+    pub(crate) fn send_took(&self, took: std::time::Duration) {
+        self.send_line(&crate::telemetry::took_line(true, took));
+    }
+
+    fn send_line(&self, line: &str) {
         let Some(channel) = &self.channel else { return };
-        let line = format!("C {drained}:{idle}:{hammered}\n");
         match rustix::net::send(
             &**channel,
             line.as_bytes(),
             rustix::net::SendFlags::NOSIGNAL,
         ) {
             Ok(_) => {}
-            Err(e) => tracing::debug!(pid = self.pid, "cannot send the drain counts: {e}"),
+            Err(e) => tracing::debug!(pid = self.pid, "cannot tell the successor {line:?}: {e}"),
         }
     }
 

@@ -8,7 +8,7 @@
 //! | `handoff_generation` | gauge | this process's generation: 1, then one more per restart |
 //! | `handoff_ready` | gauge | 1 while serving (restarts included), 0 from shutdown on |
 //! | `handoff_restarts_total{result="ok"/"failed"}` | counter | restart attempts by result |
-//! | `handoff_restart_duration_seconds{result}` | histogram | request (signal, handle) to successor ready, or to the failure |
+//! | `handoff_restart_duration_seconds{result}` | histogram | request (signal, handle) to successor ready, or to the failure; measured where the restart ran, recorded where it is scraped |
 //! | `handoff_successors_lost_total` | counter | successors that died after ready, listeners taken back |
 //! | `handoff_connections_in_flight` | gauge | connections open |
 //! | `handoff_requests_in_flight` | gauge | requests being answered (HTTP adapters) |
@@ -245,6 +245,35 @@ pub(crate) fn restart(ok: bool, took: Option<Duration>) {
             duration.record(took.as_secs_f64());
         }
     });
+}
+
+/// How long a restart took, measured by the process that ran it (the old
+/// generation, or the supervisor) and passed on to the one that serves.
+pub(crate) fn restart_took(ok: bool, took: Duration) {
+    let _ = (ok, took);
+    with!(|h| match ok {
+        true => h.duration_ok.record(took.as_secs_f64()),
+        false => h.duration_failed.record(took.as_secs_f64()),
+    });
+}
+
+/// A restart's duration as a line of the channels: `T ok|failed SECONDS`.
+pub(crate) fn took_line(ok: bool, took: Duration) -> String {
+    let result = if ok { "ok" } else { "failed" };
+    format!("T {result} {:.6}\n", took.as_secs_f64())
+}
+
+/// Parses what follows `T ` in [`took_line`]'s line; at most a day.
+pub(crate) fn parse_took(text: &str) -> Option<(bool, Duration)> {
+    let (result, secs) = text.trim().split_once(' ')?;
+    let ok = match result {
+        "ok" => true,
+        "failed" => false,
+        _ => return None,
+    };
+    let secs: f64 = secs.parse().ok()?;
+    let took = Duration::try_from_secs_f64(secs).ok()?;
+    (took <= Duration::from_secs(86_400)).then_some((ok, took))
 }
 
 /// A successor died after ready; its listeners were taken back.

@@ -59,6 +59,18 @@ async fn metrics(target: &Target) -> String {
     reply.text().into_owned()
 }
 
+/// `/metrics` until `done` holds of it (bounded: 5 s); the last page.
+async fn eventually(target: &Target, done: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let page = metrics(target).await;
+        if done(&page) || start.elapsed() > T5 {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The demo copied to `dir`, so that a test can replace the file later.
 fn own_demo(dir: &Path) -> std::path::PathBuf {
     let program = dir.join("demo");
@@ -107,7 +119,15 @@ async fn metrics_show_generation_six_after_five_restarts_and_a_failed_restart_on
             let want = format!("ready serving generation={n} pid={serving}");
             assert_eq!(reply.text().trim(), want, "after {} restarts", n - 1);
         }
-        let page = metrics(&target).await;
+        // The restart that made this generation, timed where it ran, is
+        // recorded here (told by its parent, or by the supervisor).
+        let took_ok = "handoff_restart_duration_seconds_count{result=\"ok\"}";
+        let page = eventually(&target, |page| sample(page, took_ok) == Some(1.0)).await;
+        assert_eq!(
+            sample(&page, took_ok),
+            Some(1.0),
+            "supervise={supervise}\n{page}"
+        );
         assert_eq!(sample(&page, "handoff_generation"), Some(6.0), "{page}");
         let ok = "handoff_restarts_total{result=\"ok\"}";
         assert_eq!(
@@ -124,15 +144,11 @@ async fn metrics_show_generation_six_after_five_restarts_and_a_failed_restart_on
         assert!(verdict.starts_with("restart failed"), "{verdict}");
         assert_eq!(get(&target, "/").await.unwrap().pid(), Some(serving));
         let failed = "handoff_restarts_total{result=\"failed\"}";
+        let took = "handoff_restart_duration_seconds_count{result=\"failed\"}";
         // Under a supervisor, told after the verdict.
-        let start = Instant::now();
-        let page = loop {
-            let page = metrics(&target).await;
-            if sample(&page, failed) == Some(1.0) || start.elapsed() > T5 {
-                break page;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let told =
+            |page: &str| sample(page, failed) == Some(1.0) && sample(page, took) == Some(1.0);
+        let page = eventually(&target, told).await;
         assert_eq!(
             sample(&page, failed),
             Some(1.0),
@@ -141,12 +157,11 @@ async fn metrics_show_generation_six_after_five_restarts_and_a_failed_restart_on
         assert_eq!(sample(&page, ok), Some(5.0), "{page}");
         assert_eq!(sample(&page, "handoff_generation"), Some(6.0), "{page}");
         assert_eq!(sample(&page, "handoff_ready"), Some(1.0), "{page}");
-        let took = "handoff_restart_duration_seconds_count{result=\"failed\"}";
-        // Measured where the restart ran: the generation itself, or the
-        // supervisor.
-        if !supervise {
-            assert_eq!(sample(&page, took), Some(1.0), "{page}");
-        }
+        assert_eq!(
+            sample(&page, took),
+            Some(1.0),
+            "supervise={supervise}\n{page}"
+        );
         println!(
             "supervise={supervise}: the serving generation's metrics after a failed restart:\n{page}"
         );
@@ -332,15 +347,8 @@ async fn the_serving_generation_shows_what_the_last_drain_counted() {
             ("handoff_connections_hammered_total", 1.0),
             ("handoff_generation", 2.0),
         ];
-        let start = Instant::now();
-        let page = loop {
-            let page = metrics(&target).await;
-            let seen = want.iter().all(|(name, n)| sample(&page, name) >= Some(*n));
-            if seen || start.elapsed() > T5 {
-                break page;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let seen = |page: &str| want.iter().all(|(name, n)| sample(page, name) >= Some(*n));
+        let page = eventually(&target, seen).await;
         for (name, n) in want {
             assert_eq!(
                 sample(&page, name),

@@ -28,6 +28,10 @@ pub(crate) fn watch(channel: Arc<OwnedFd>, events: UnboundedSender<Event>) {
                         crate::telemetry::set_counts(counts);
                         continue;
                     }
+                    Ok(Some(ToWorker::Took(ok, took))) => {
+                        crate::telemetry::restart_took(ok, took);
+                        continue;
+                    }
                     Ok(None) => break,
                     // A message this worker does not know (a newer
                     // supervisor's): ignored, the exchange goes on.

@@ -347,6 +347,7 @@ impl Supervisor {
                     telemetry::restart(result.is_ok(), Some(took));
                     if let Some(current) = self.machine.current() {
                         self.tell(current, &ToWorker::Counts(telemetry::counts()));
+                        self.tell(current, &ToWorker::Took(result.is_ok(), took));
                     }
                 }
                 let answer = ToWorker::Answer(result.map_err(|e| e.to_string()));

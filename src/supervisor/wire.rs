@@ -48,6 +48,9 @@ pub(crate) enum ToWorker {
     /// The service's counters (`C ok:failed:lost:drained:closed_idle:hammered`),
     /// for the serving worker's metrics.
     Counts(telemetry::Counts),
+    /// How long the last restart took (`T ok|failed SECONDS`), for the
+    /// serving worker's histogram.
+    Took(bool, std::time::Duration),
 }
 
 fn send(channel: BorrowedFd<'_>, text: &str, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
@@ -197,6 +200,7 @@ pub(crate) fn send_to_worker(channel: BorrowedFd<'_>, message: &ToWorker) -> std
         ToWorker::Answer(Ok(pid)) => format!("A ok {pid}\n"),
         ToWorker::Answer(Err(reason)) => format!("A err {}\n", reason.replace('\n', " ")),
         ToWorker::Counts(c) => format!("C {}\n", c.encode()),
+        ToWorker::Took(ok, took) => telemetry::took_line(*ok, *took),
     };
     send(channel, &text, &[])
 }
@@ -219,6 +223,9 @@ pub(crate) fn recv_from_supervisor(channel: BorrowedFd<'_>) -> std::io::Result<O
         ToWorker::Answer(Ok(pid.parse().map_err(|_| malformed(&text))?))
     } else if let Some(reason) = line.strip_prefix("A err ") {
         ToWorker::Answer(Err(reason.to_owned()))
+    } else if let Some(took) = line.strip_prefix("T ") {
+        let (ok, took) = telemetry::parse_took(took).ok_or_else(|| malformed(&text))?;
+        ToWorker::Took(ok, took)
     } else if let Some(counts) = line.strip_prefix("C ") {
         let fields = crate::protocol::parse_counts(crate::protocol::ENV_COUNTS, counts)
             .map_err(|_| malformed(&text))?;
@@ -289,6 +296,7 @@ mod tests {
         ));
         for message in [
             ToWorker::Counts(telemetry::Counts::from_fields([5, 1, 0, 7, 2, 1])),
+            ToWorker::Took(true, std::time::Duration::from_micros(12_345)),
             ToWorker::Drain { successor: Some(7) },
             ToWorker::Drain { successor: None },
             ToWorker::Resume,
