@@ -184,6 +184,13 @@ pub enum Action {
     /// Report something worth a log line at warning level or above (a worker
     /// replaced, a successor lost, a crash loop).
     Report(String),
+    /// A restart's new worker died after it was ready and the worker it
+    /// replaced took the listeners back: counted
+    /// (`handoff_successors_lost_total`), after its [`Action::Report`].
+    SuccessorLost {
+        /// The worker that died.
+        pid: u32,
+    },
     /// Exit the supervisor with this status.
     Exit(u8),
 }
@@ -201,6 +208,7 @@ impl Action {
             Action::RemovePidFile => "RemovePidFile",
             Action::RestartDone(_) => "RestartDone",
             Action::Report(_) => "Report",
+            Action::SuccessorLost { .. } => "SuccessorLost",
             Action::Exit(_) => "Exit",
         }
     }
@@ -726,6 +734,7 @@ impl Machine {
             "worker pid {lost} exited after it was ready ({status}); \
              worker pid {pid} took the listeners back"
         )));
+        out.push(Action::SuccessorLost { pid: lost });
         out.push(Action::Notify(Notify::Ready { main_pid: self.pid }));
         out.push(Action::Notify(Notify::Status(format!(
             "serving: worker pid {pid} again (worker pid {lost} exited: {status})"
@@ -1140,6 +1149,7 @@ mod tests {
             &acts[..],
             [
                 Action::Report(_),
+                Action::SuccessorLost { pid: 11 },
                 Action::Notify(Notify::Ready { main_pid: SUP }),
                 Action::Notify(Notify::Status(_)),
             ]

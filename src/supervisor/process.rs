@@ -359,6 +359,12 @@ impl Supervisor {
                 tracing::warn!("{text}");
                 self.remember(text);
             }
+            Action::SuccessorLost { .. } => {
+                telemetry::successor_lost();
+                if let Some(current) = self.machine.current() {
+                    self.tell(current, &ToWorker::Counts(telemetry::counts()));
+                }
+            }
             Action::Spawn | Action::Exit(_) => unreachable!("handled by the caller"),
         }
     }
