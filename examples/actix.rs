@@ -85,7 +85,6 @@ fn main() -> ExitCode {
         Ok(handoff) => handoff,
         Err(code) => return code,
     };
-    observe::set_handle(handoff.handle());
     match actix_web::rt::System::new().block_on(serve(handoff, &cli)) {
         Ok(reason) => cli.done(reason),
         Err(e) => cli.fail(e),

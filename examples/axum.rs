@@ -94,7 +94,6 @@ fn main() -> ExitCode {
         Ok(handoff) => handoff,
         Err(code) => return code,
     };
-    observe::set_handle(handoff.handle());
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(serve(handoff, &cli.listen)) {
         Ok(reason) => cli.done(reason),

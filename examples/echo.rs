@@ -44,9 +44,6 @@ const LINGER: Duration = Duration::from_secs(1);
 /// send its first line: its client may have written it already.
 const FIRST_LINE_GRACE: Duration = Duration::from_secs(1);
 
-/// This generation's handle, for `ready`.
-static HANDLE: std::sync::OnceLock<handoff::Handle> = std::sync::OnceLock::new();
-
 /// The answer to one line: `pid` → `pid=PID`; `ready` → the readiness;
 /// `sleep D` (D like `500ms`,
 /// `2s`) prints `sleeping D in pid PID`, waits D, then answers `slept D,
@@ -57,12 +54,7 @@ async fn answer(line: Vec<u8>) -> Vec<u8> {
         return format!("pid={pid}\n").into_bytes();
     }
     if line == b"ready\n" {
-        let Some(handle) = HANDLE.get() else {
-            return format!("unready starting pid={pid}\n").into_bytes();
-        };
-        let (state, generation) = (handle.state(), handle.generation());
-        let ready = if state.is_ready() { "ready" } else { "unready" };
-        return format!("{ready} {state} generation={generation} pid={pid}\n").into_bytes();
+        return cli::readiness().1.into_bytes();
     }
     let sleep = std::str::from_utf8(&line)
         .ok()
@@ -121,7 +113,6 @@ fn main() -> ExitCode {
         Ok(handoff) => handoff,
         Err(code) => return code,
     };
-    let _ = HANDLE.set(handoff.handle());
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(serve(handoff, addresses)) {
         Ok(reason) => cli.done(reason),

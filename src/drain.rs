@@ -210,7 +210,7 @@ impl DrainGroup {
         self.inner.count.fetch_add(1, Ordering::SeqCst);
         Tracked {
             draining: self.draining(),
-            counted: telemetry::ConnectionInFlight::new(),
+            _counted: telemetry::InFlight::connection(),
             idle_closed: false,
         }
     }
@@ -354,7 +354,7 @@ impl Draining {
 pub struct Tracked {
     draining: Draining,
     /// The `metrics` feature's gauge of connections in flight.
-    counted: telemetry::ConnectionInFlight,
+    _counted: telemetry::InFlight,
     /// Closed by the drain while idle (counted apart from those drained).
     idle_closed: bool,
 }
@@ -391,18 +391,11 @@ impl Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         let inner = &self.draining.group.inner;
-        // How the connection ended, for the metrics: on its own during a
-        // drain, closed idle by it, or aborted by the hammer.
-        if cfg!(feature = "metrics") {
-            let _ = &self.counted;
-            if inner.fired(Which::Hammer, self.draining.hammers) {
-                telemetry::hammered(1);
-            } else if self.idle_closed {
-                telemetry::closed_idle(1);
-            } else if inner.fired(Which::Drain, self.draining.drains) {
-                telemetry::drained(1);
-            }
-        }
+        telemetry::connection_ended(
+            || inner.fired(Which::Hammer, self.draining.hammers),
+            self.idle_closed,
+            || inner.fired(Which::Drain, self.draining.drains),
+        );
         if inner.count.fetch_sub(1, Ordering::SeqCst) == 1 {
             inner.idle.notify(usize::MAX);
         }

@@ -386,7 +386,6 @@ impl<'a, R: Runtime, D: Drainable> Loop<'a, R, D> {
             parent,
             idle: None,
         };
-        telemetry::generation(handoff.generation);
         let machine = match supervised {
             true => Machine::supervised(handoff.timeouts, own_pid()),
             false => Machine::new(handoff.timeouts, own_pid(), parent_alive),

@@ -45,17 +45,11 @@ fn heard_from_parent(line: &[u8]) {
     let Ok(text) = std::str::from_utf8(line) else {
         return;
     };
-    if let Some(counts) = drain_counts(text) {
+    if let Some(counts) = telemetry::parse_drain_line(text) {
         telemetry::add_drain(counts);
     } else if let Some((ok, took)) = text.strip_prefix("T ").and_then(telemetry::parse_took) {
         telemetry::restart_took(ok, took);
     }
-}
-
-/// The parent's drain counts, from a `C drained:closed_idle:hammered` line.
-fn drain_counts(line: &str) -> Option<[u64; 3]> {
-    let counts = line.trim_end().strip_prefix("C ")?;
-    protocol::parse_counts(protocol::ENV_COUNTS, counts).ok()
 }
 
 pub(crate) fn own_pid() -> u32 {
@@ -392,34 +386,6 @@ impl ParentLink {
             });
         if let Err(e) = spawned {
             tracing::error!("cannot start the parent watcher thread: {e}");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_parents_drain_counts_are_one_line_else_nothing() {
-        assert_eq!(drain_counts("C 3:2:1\n"), Some([3, 2, 1]));
-        assert_eq!(drain_counts("C 0:0:9"), Some([0, 0, 9]));
-        for bad in [
-            "",
-            "C 3:2\n",
-            "C 1:2:3:4\n",
-            "C a:b:c\n",
-            "3:2:1",
-            "T ok 0.1",
-        ] {
-            assert_eq!(drain_counts(bad), None, "{bad:?}");
-        }
-        assert_eq!(
-            telemetry::parse_took("ok 0.012500"),
-            Some((true, std::time::Duration::from_micros(12_500)))
-        );
-        for bad in ["", "ok", "fine 1", "ok -1", "ok NaN", "ok 1e9", "failed x"] {
-            assert_eq!(telemetry::parse_took(bad), None, "{bad:?}");
         }
     }
 }

@@ -81,8 +81,8 @@ impl Successor {
     /// Tells the successor what this generation's drain counted
     /// (`drained:closed_idle:hammered`): it adds that to the service's
     /// counters (docs/PROTOCOL.md, "The channel").
-    pub(crate) fn send_drain_counts(&self, [drained, idle, hammered]: [u64; 3]) {
-        self.send_line(&format!("C {drained}:{idle}:{hammered}\n"));
+    pub(crate) fn send_drain_counts(&self, counts: [u64; 3]) {
+        self.send_line(&crate::telemetry::drain_line(counts));
     }
 
     /// Tells the successor how long the restart that made it took: it

@@ -257,6 +257,18 @@ pub(crate) fn restart_took(ok: bool, took: Duration) {
     });
 }
 
+/// A drain's counts as a line of the channels:
+/// `C drained:closed_idle:hammered`.
+pub(crate) fn drain_line([drained, closed_idle, hammered]: [u64; 3]) -> String {
+    format!("C {drained}:{closed_idle}:{hammered}\n")
+}
+
+/// Parses [`drain_line`]'s line (its end of line optional).
+pub(crate) fn parse_drain_line(line: &str) -> Option<[u64; 3]> {
+    let counts = line.trim_end().strip_prefix("C ")?;
+    crate::protocol::parse_counts(crate::protocol::ENV_COUNTS, counts).ok()
+}
+
 /// A restart's duration as a line of the channels: `T ok|failed SECONDS`.
 pub(crate) fn took_line(ok: bool, took: Duration) -> String {
     let result = if ok { "ok" } else { "failed" };
@@ -282,61 +294,112 @@ pub(crate) fn successor_lost() {
     with!(|h| h.lost.increment(1));
 }
 
-/// Connections that ended on their own during a drain.
-pub(crate) fn drained(n: u64) {
-    count_drain(DRAINED, n);
-    with!(|h| h.drained.increment(n));
+/// A connection ended; counted by how, if a drain saw it: aborted by the
+/// hammer, closed idle by the drain (`closed_idle`: its server says so), or
+/// ended on its own while draining (`drained`). Free without the feature.
+pub(crate) fn connection_ended(
+    hammered: impl FnOnce() -> bool,
+    closed_idle: bool,
+    drained: impl FnOnce() -> bool,
+) {
+    if !cfg!(feature = "metrics") {
+        return;
+    }
+    let which = if hammered() {
+        HAMMERED
+    } else if closed_idle {
+        CLOSED_IDLE
+    } else if drained() {
+        DRAINED
+    } else {
+        return;
+    };
+    COUNTS[which].fetch_add(1, Ordering::Relaxed);
+    OWN_DRAIN[which - DRAINED].fetch_add(1, Ordering::Relaxed);
+    with!(|h| match which {
+        HAMMERED => h.hammered.increment(1),
+        CLOSED_IDLE => h.closed_idle.increment(1),
+        _ => h.drained.increment(1),
+    });
 }
 
-/// Idle connections closed by a drain.
-pub(crate) fn closed_idle(n: u64) {
-    count_drain(CLOSED_IDLE, n);
-    with!(|h| h.closed_idle.increment(n));
-}
-
-/// Connections aborted at the stop timeout.
-pub(crate) fn hammered(n: u64) {
-    count_drain(HAMMERED, n);
-    with!(|h| h.hammered.increment(n));
-}
-
-fn count_drain(which: usize, n: u64) {
-    COUNTS[which].fetch_add(n, Ordering::Relaxed);
-    OWN_DRAIN[which - DRAINED].fetch_add(n, Ordering::Relaxed);
-}
-
-/// Counts a connection in flight while it lives.
+/// Counts a connection, or a request, in flight while it lives.
 #[derive(Debug)]
 #[must_use]
-pub(crate) struct ConnectionInFlight(());
+pub(crate) struct InFlight(Unit);
 
-impl ConnectionInFlight {
-    pub(crate) fn new() -> Self {
-        with!(|h| h.connections.increment(1.0));
-        ConnectionInFlight(())
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    Connection,
+    Request,
+}
+
+impl InFlight {
+    /// A connection: `handoff_connections_in_flight`.
+    pub(crate) fn connection() -> Self {
+        InFlight::new(Unit::Connection)
+    }
+
+    /// A request: `handoff_requests_in_flight`.
+    pub(crate) fn request() -> Self {
+        InFlight::new(Unit::Request)
+    }
+
+    fn new(unit: Unit) -> Self {
+        let _ = unit;
+        with!(|h| Self::gauge(h, unit).increment(1.0));
+        InFlight(unit)
+    }
+
+    #[cfg(feature = "metrics")]
+    fn gauge(h: &on::Handles, unit: Unit) -> &metrics::Gauge {
+        match unit {
+            Unit::Connection => &h.connections,
+            Unit::Request => &h.requests,
+        }
     }
 }
 
-impl Drop for ConnectionInFlight {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        with!(|h| h.connections.decrement(1.0));
+        with!(|h| Self::gauge(h, self.0).decrement(1.0));
     }
 }
 
-/// Counts a request in flight while it lives.
-#[derive(Debug)]
-#[must_use]
-pub(crate) struct RequestInFlight(());
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl RequestInFlight {
-    pub(crate) fn new() -> Self {
-        with!(|h| h.requests.increment(1.0));
-        RequestInFlight(())
+    #[test]
+    fn a_drain_line_round_trips() {
+        assert_eq!(parse_drain_line(&drain_line([3, 2, 1])), Some([3, 2, 1]));
+        let line = took_line(true, Duration::from_micros(12_500));
+        assert_eq!(
+            parse_took(line.trim_end().strip_prefix("T ").unwrap()),
+            Some((true, Duration::from_micros(12_500)))
+        );
     }
-}
 
-impl Drop for RequestInFlight {
-    fn drop(&mut self) {
-        with!(|h| h.requests.decrement(1.0));
+    #[test]
+    fn the_lines_of_the_channels_parse_bounded_else_not_at_all() {
+        assert_eq!(parse_drain_line("C 3:2:1\n"), Some([3, 2, 1]));
+        assert_eq!(parse_drain_line("C 0:0:9"), Some([0, 0, 9]));
+        for bad in [
+            "",
+            "C 3:2\n",
+            "C 1:2:3:4\n",
+            "C a:b:c\n",
+            "3:2:1",
+            "T ok 0.1",
+        ] {
+            assert_eq!(parse_drain_line(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_took("ok 0.012500"),
+            Some((true, Duration::from_micros(12_500)))
+        );
+        for bad in ["", "ok", "fine 1", "ok -1", "ok NaN", "ok 1e9", "failed x"] {
+            assert_eq!(parse_took(bad), None, "{bad:?}");
+        }
     }
 }

@@ -41,6 +41,7 @@ mod harness {
     pub mod http;
     pub mod load;
     pub mod notify;
+    pub mod observe;
     pub mod peer;
     pub mod process;
     pub mod server;

@@ -6,6 +6,7 @@
 mod harness {
     pub mod client;
     pub mod http;
+    pub mod observe;
     pub mod peer;
     pub mod process;
     pub mod server;
@@ -13,6 +14,7 @@ mod harness {
 
 use harness::client::Target;
 use harness::http::{HttpConn, Mode};
+use harness::observe;
 use harness::server::{self, Server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,25 +40,12 @@ async fn an_axum_router_restarts_and_its_handlers_see_the_drain_state() {
     assert_eq!((reply.status, reply.pid()), (200, Some(r.new)), "{reply:?}");
     // Readiness and metrics, as every HTTP example has them (polled: the new
     // generation is ready once its driver runs).
-    let mut ready = None;
-    for _ in 0..500 {
-        let reply = conn.get("/readyz").await.unwrap();
-        if reply.status == 200 {
-            ready = Some(reply);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    let ready = ready.expect("/readyz says 200 within 5 s");
-    let want = format!("ready serving generation=2 pid={}", r.new);
-    assert_eq!(ready.text().trim(), want);
-    let page = conn.get("/metrics").await.unwrap();
-    assert_eq!(page.status, 200, "{page:?}");
+    let ready = observe::readiness_until(&target, true).await;
+    assert_eq!(ready, format!("ready serving generation=2 pid={}", r.new));
+    let page = observe::metrics(&target).await;
     if cfg!(feature = "metrics") {
-        assert!(
-            page.text().lines().any(|l| l == "handoff_generation 2"),
-            "{page:?}"
-        );
+        let generation = observe::sample(&page, "handoff_generation");
+        assert_eq!(generation, Some(2.0), "{page}");
     }
     println!("axum: restarted: {r:?}");
     server.terminate(r.new);

@@ -86,6 +86,32 @@ fn https(addr: std::net::SocketAddr, trusted: &[&[u8]]) -> Target {
     }
 }
 
+/// The demo serving HTTPS with the PEM files `cert` and `key` (and `args`),
+/// once it serves; a target trusting exactly `trusted`.
+fn start_https(
+    dir: &Path,
+    cert: &Path,
+    key: &Path,
+    args: &[&str],
+    trusted: &[&[u8]],
+) -> (Server, Target) {
+    let mut all = vec![
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let server = Server::start(&server::example("demo"), dir, &all);
+    let serving = server.wait_started();
+    let addr = serving
+        .url
+        .strip_prefix("https://")
+        .unwrap_or_else(|| panic!("{serving:?}"));
+    let target = https(addr.parse().expect("an address"), trusted);
+    (server, target)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_tls_restarts_under_load_fail_no_request_and_rotate_the_certificate() {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -93,24 +119,9 @@ async fn twenty_tls_restarts_under_load_fail_no_request_and_rotate_the_certifica
     let second = Certs::generate(dir.path(), "second");
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     first.install(&cert, &key);
-    let args = [
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-        "--stop-timeout",
-        "10",
-    ];
-    let server = Server::start(&server::example("demo"), dir.path(), &args);
-    let serving = server.wait_started();
-    let addr = serving
-        .url
-        .strip_prefix("https://")
-        .unwrap_or_else(|| panic!("{serving:?}"));
-    let target = https(
-        addr.parse().expect("an address"),
-        &[&first.der, &second.der],
-    );
+    let trusted: &[&[u8]] = &[&first.der, &second.der];
+    let stop = ["--stop-timeout", "10"];
+    let (server, target) = start_https(dir.path(), &cert, &key, &stop, trusted);
 
     let modes = [
         (Mode::KeepAlive, 2),
@@ -176,19 +187,8 @@ async fn twenty_tls_restarts_under_load_fail_no_request_and_rotate_the_certifica
 async fn tls_handlers_get_the_clients_address() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let certs = Certs::generate(dir.path(), "peer");
-    let args = [
-        "--tls-cert",
-        certs.cert.to_str().unwrap(),
-        "--tls-key",
-        certs.key.to_str().unwrap(),
-    ];
-    let server = Server::start(&server::example("demo"), dir.path(), &args);
-    let serving = server.wait_started();
-    let addr = serving
-        .url
-        .strip_prefix("https://")
-        .unwrap_or_else(|| panic!("{serving:?}"));
-    let target = https(addr.parse().expect("an address"), &[&certs.der]);
+    let trusted: &[&[u8]] = &[&certs.der];
+    let (server, target) = start_https(dir.path(), &certs.cert, &certs.key, &[], trusted);
     harness::peer::expect_peer("demo over TLS", &target, &[Mode::KeepAlive, Mode::H2]).await;
     server.terminate(server.first_pid);
 }

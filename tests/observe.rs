@@ -15,6 +15,7 @@ mod harness {
     pub mod client;
     pub mod external;
     pub mod http;
+    pub mod observe;
     pub mod process;
     pub mod server;
 }
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use harness::client::{Reply, Target};
 use harness::http::{HttpConn, Mode};
+use harness::observe::{metrics, metrics_until, readiness_until, sample};
 use harness::process::{Signal, T5, T10, T30};
 use harness::server::{self, Server};
 
@@ -33,42 +35,16 @@ async fn get(target: &Target, path: &str) -> Result<Reply, String> {
     conn.get(path).await.map_err(|e| format!("GET {path}: {e}"))
 }
 
-/// The value of the sample `name` (with its labels, as rendered) in a
-/// Prometheus text page.
-fn sample(page: &str, name: &str) -> Option<f64> {
-    page.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
-/// Polls `GET /readyz` (bounded: 5 s) until its status is `status`.
-async fn readyz_until(target: &Target, status: u16) -> Reply {
-    let start = Instant::now();
-    loop {
-        let reply = get(target, "/readyz").await.unwrap();
-        if reply.status == status || start.elapsed() > T5 {
-            return reply;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+/// Starts the demo (`--supervise` if `supervise`) with `args`; once it
+/// serves, its first generation's listener.
+fn start(program: &Path, dir: &Path, supervise: bool, args: &[&str]) -> (Server, Target) {
+    let mut all = args.to_vec();
+    if supervise {
+        all.push("--supervise");
     }
-}
-
-async fn metrics(target: &Target) -> String {
-    let reply = get(target, "/metrics").await.unwrap();
-    assert_eq!(reply.status, 200, "{reply:?}");
-    reply.text().into_owned()
-}
-
-/// `/metrics` until `done` holds of it (bounded: 5 s); the last page.
-async fn eventually(target: &Target, done: impl Fn(&str) -> bool) -> String {
-    let start = Instant::now();
-    loop {
-        let page = metrics(target).await;
-        if done(&page) || start.elapsed() > T5 {
-            return page;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut server = Server::start(program, dir, &all);
+    let target = Target::of(&server.wait_first_worker());
+    (server, target)
 }
 
 /// The demo copied to `dir`, so that a test can replace the file later.
@@ -97,32 +73,26 @@ async fn metrics_show_generation_six_after_five_restarts_and_a_failed_restart_on
     for supervise in [false, true] {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let program = own_demo(dir.path());
-        let args: &[&str] = if supervise { &["--supervise"] } else { &[] };
-        let mut server = Server::start(&program, dir.path(), args);
-        let first = match supervise {
-            true => server.wait_first_worker(),
-            false => server.wait_started(),
-        };
-        let target = Target::of(&first);
+        let (server, target) = start(&program, dir.path(), supervise, &[]);
         let page = metrics(&target).await;
         assert_eq!(sample(&page, "handoff_generation"), Some(1.0), "{page}");
         assert_eq!(sample(&page, "handoff_ready"), Some(1.0), "{page}");
 
-        let mut serving = first.pid;
+        let mut serving = server.first_pid;
         for n in 2..=6 {
             let r = server.restart(Signal::HUP);
             assert_eq!(r.old, serving);
             serving = r.new;
             // Ready once its driver runs, which may be just after its parent
             // named it in the pid file.
-            let reply = readyz_until(&target, 200).await;
+            let ready = readiness_until(&target, true).await;
             let want = format!("ready serving generation={n} pid={serving}");
-            assert_eq!(reply.text().trim(), want, "after {} restarts", n - 1);
+            assert_eq!(ready, want, "after {} restarts", n - 1);
         }
         // The restart that made this generation, timed where it ran, is
         // recorded here (told by its parent, or by the supervisor).
         let took_ok = "handoff_restart_duration_seconds_count{result=\"ok\"}";
-        let page = eventually(&target, |page| sample(page, took_ok) == Some(1.0)).await;
+        let page = metrics_until(&target, |page| sample(page, took_ok) == Some(1.0)).await;
         assert_eq!(
             sample(&page, took_ok),
             Some(1.0),
@@ -148,7 +118,7 @@ async fn metrics_show_generation_six_after_five_restarts_and_a_failed_restart_on
         // Under a supervisor, told after the verdict.
         let told =
             |page: &str| sample(page, failed) == Some(1.0) && sample(page, took) == Some(1.0);
-        let page = eventually(&target, told).await;
+        let page = metrics_until(&target, told).await;
         assert_eq!(
             sample(&page, failed),
             Some(1.0),
@@ -174,12 +144,13 @@ async fn metrics_show_generation_six_after_five_restarts_and_a_failed_restart_on
 /// drain, which comes no earlier than `delay` after the signal; what the
 /// window looked like.
 async fn shutdown_with_delay(server: &Server, target: &Target, worker: i32, delay: Duration) {
-    let reply = readyz_until(target, 200).await;
-    assert_eq!(reply.status, 200, "{reply:?}");
+    readiness_until(target, true).await;
     let signalled = Instant::now();
     server.signal_service(worker, Signal::TERM);
+    let unready = readiness_until(target, false).await;
+    let unready_at = signalled.elapsed();
+    assert!(unready.starts_with("unready shutting-down"), "{unready:?}");
     let mut served = 0u32;
-    let mut unready_at = None;
     let mut last_served = Duration::ZERO;
     // A new connection every 20 ms until one is not answered (bounded).
     let stopped = loop {
@@ -189,26 +160,17 @@ async fn shutdown_with_delay(server: &Server, target: &Target, worker: i32, dela
                 server.diagnostics()
             );
         }
-        let path = if unready_at.is_none() { "/readyz" } else { "/" };
-        match get(target, path).await {
-            Ok(reply) if path == "/readyz" && reply.status == 503 => {
-                assert!(
-                    reply.text().starts_with("unready shutting-down"),
-                    "{reply:?}"
-                );
-                unready_at = Some(signalled.elapsed());
-            }
+        match get(target, "/").await {
             Ok(reply) if reply.status == 200 => {
-                assert_eq!(reply.pid().unwrap_or(worker), worker, "{reply:?}");
-                served += u32::from(path == "/");
+                assert_eq!(reply.pid(), Some(worker), "{reply:?}");
+                served += 1;
                 last_served = signalled.elapsed();
             }
-            Ok(reply) => panic!("{path}: {reply:?} during the shutdown delay"),
+            Ok(reply) => panic!("{reply:?} during the shutdown delay"),
             Err(e) => break e,
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let unready_at = unready_at.expect("/readyz never said 503");
     let gone = server.wait_exit(worker, T10);
     assert!(
         gone.is_some(),
@@ -236,8 +198,7 @@ async fn shutdown_with_delay(server: &Server, target: &Target, worker: i32, dela
 async fn a_shutdown_delay_serves_unready_then_drains() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let args = ["--shutdown-delay", "1"];
-    let server = Server::start(&server::example("demo"), dir.path(), &args);
-    let target = Target::of(&server.wait_started());
+    let (server, target) = start(&server::example("demo"), dir.path(), false, &args);
     shutdown_with_delay(&server, &target, server.first_pid, Duration::from_secs(1)).await;
     let status = server.wait_child_exit(T5).expect("reaped");
     assert!(status.success(), "{status}\n{}", server.diagnostics());
@@ -246,15 +207,12 @@ async fn a_shutdown_delay_serves_unready_then_drains() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervised_worker_waits_out_the_shutdown_delay_too() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let args = ["--supervise", "--shutdown-delay", "1"];
-    let mut server = Server::start(&server::example("demo"), dir.path(), &args);
-    let first = server.wait_first_worker();
-    let target = Target::of(&first);
+    let args = ["--shutdown-delay", "1"];
+    let (server, target) = start(&server::example("demo"), dir.path(), true, &args);
     // The generation goes on in the supervisor's count of workers.
     let r = server.restart(Signal::HUP);
-    let reply = readyz_until(&target, 200).await;
-    let want = format!("ready serving generation=2 pid={}", r.new);
-    assert_eq!(reply.text().trim(), want);
+    let ready = readiness_until(&target, true).await;
+    assert_eq!(ready, format!("ready serving generation=2 pid={}", r.new));
     shutdown_with_delay(&server, &target, r.new, Duration::from_secs(1)).await;
     let status = server.wait_child_exit(T5).expect("the supervisor exits");
     assert!(status.success(), "{status}\n{}", server.diagnostics());
@@ -265,23 +223,15 @@ async fn a_supervised_worker_waits_out_the_shutdown_delay_too() {
 async fn a_second_sigterm_ends_the_delay() {
     for supervise in [false, true] {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut args = vec!["--shutdown-delay", "30"];
-        if supervise {
-            args.push("--supervise");
-        }
-        let mut server = Server::start(&server::example("demo"), dir.path(), &args);
-        let worker = match supervise {
-            true => server.wait_first_worker(),
-            false => server.wait_started(),
-        };
-        let target = Target::of(&worker);
+        let args = ["--shutdown-delay", "30"];
+        let (server, target) = start(&server::example("demo"), dir.path(), supervise, &args);
+        let worker = server.first_pid;
         let signalled = Instant::now();
-        server.signal_service(worker.pid, Signal::TERM);
-        let unready = readyz_until(&target, 503).await;
-        assert_eq!(unready.status, 503, "{unready:?}\n{}", server.diagnostics());
-        assert_eq!(get(&target, "/").await.unwrap().pid(), Some(worker.pid));
-        server.signal_service(worker.pid, Signal::TERM);
-        assert!(server.wait_exit(worker.pid, T10).is_some());
+        server.signal_service(worker, Signal::TERM);
+        readiness_until(&target, false).await;
+        assert_eq!(get(&target, "/").await.unwrap().pid(), Some(worker));
+        server.signal_service(worker, Signal::TERM);
+        assert!(server.wait_exit(worker, T10).is_some());
         let status = server.wait_child_exit(T10).expect("exits");
         let took = signalled.elapsed();
         assert!(status.success(), "{status}\n{}", server.diagnostics());
@@ -302,16 +252,8 @@ async fn a_second_sigterm_ends_the_delay() {
 async fn the_serving_generation_shows_what_the_last_drain_counted() {
     for supervise in [false, true] {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let mut args = vec!["--stop-timeout", "2"];
-        if supervise {
-            args.push("--supervise");
-        }
-        let mut server = Server::start(&server::example("demo"), dir.path(), &args);
-        let first = match supervise {
-            true => server.wait_first_worker(),
-            false => server.wait_started(),
-        };
-        let target = Target::of(&first);
+        let args = ["--stop-timeout", "2"];
+        let (server, target) = start(&server::example("demo"), dir.path(), supervise, &args);
         let mut idle = Vec::new();
         for _ in 0..2 {
             let mut conn = HttpConn::connect(&target, Mode::KeepAlive).await.unwrap();
@@ -348,7 +290,7 @@ async fn the_serving_generation_shows_what_the_last_drain_counted() {
             ("handoff_generation", 2.0),
         ];
         let seen = |page: &str| want.iter().all(|(name, n)| sample(page, name) >= Some(*n));
-        let page = eventually(&target, seen).await;
+        let page = metrics_until(&target, seen).await;
         for (name, n) in want {
             assert_eq!(
                 sample(&page, name),
@@ -369,13 +311,10 @@ async fn the_serving_generation_shows_what_the_last_drain_counted() {
 async fn pythons_http_client_sees_no_failure_during_the_shutdown_delay() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let args = ["--shutdown-delay", "3"];
-    let server = Server::start(&server::example("demo"), dir.path(), &args);
-    let target = Target::of(&server.wait_started());
-    let pid = server.first_pid;
+    let (server, target) = start(&server::example("demo"), dir.path(), false, &args);
     let signalled = Instant::now();
-    server.signal(pid, Signal::TERM);
-    let unready = readyz_until(&target, 503).await;
-    assert_eq!(unready.status, 503, "{unready:?}");
+    server.signal(server.first_pid, Signal::TERM);
+    readiness_until(&target, false).await;
     let python = harness::external::python(
         target.socket_addr(),
         1,

@@ -77,7 +77,7 @@ pub(super) struct Conn {
     /// Set when a drain closed it idle (for the metrics).
     idle_closed: AtomicBool,
     /// The `metrics` feature's gauge of connections in flight.
-    counted: telemetry::ConnectionInFlight,
+    _counted: telemetry::InFlight,
 }
 
 impl Connections {
@@ -111,7 +111,7 @@ impl Connections {
             body_unread: AtomicBool::new(false),
             draining: self.group.draining(),
             idle_closed: AtomicBool::new(false),
-            counted: telemetry::ConnectionInFlight::new(),
+            _counted: telemetry::InFlight::connection(),
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(id, conn.clone());
@@ -182,17 +182,11 @@ impl Drop for Conn {
     /// How the connection ended, for the metrics: on its own during a drain,
     /// closed idle by it, or cut by the hammer.
     fn drop(&mut self) {
-        if !cfg!(feature = "metrics") {
-            return;
-        }
-        let _ = &self.counted;
-        if self.draining.hammer_signal().is_fired() {
-            telemetry::hammered(1);
-        } else if self.idle_closed.load(Ordering::SeqCst) {
-            telemetry::closed_idle(1);
-        } else if self.draining.is_draining() {
-            telemetry::drained(1);
-        }
+        telemetry::connection_ended(
+            || self.draining.hammer_signal().is_fired(),
+            self.idle_closed.load(Ordering::SeqCst),
+            || self.draining.is_draining(),
+        );
     }
 }
 
@@ -240,7 +234,7 @@ impl ConnGuard {
         Busy {
             conn: self.conn.clone(),
             connections: self.connections.clone(),
-            _counted: telemetry::RequestInFlight::new(),
+            _counted: telemetry::InFlight::request(),
         }
     }
 
@@ -349,7 +343,7 @@ pub(super) struct Busy {
     conn: Arc<Conn>,
     connections: Arc<Connections>,
     /// The `metrics` feature's gauge of requests in flight.
-    _counted: telemetry::RequestInFlight,
+    _counted: telemetry::InFlight,
 }
 
 impl Busy {

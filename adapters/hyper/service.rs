@@ -124,7 +124,7 @@ where
             inner: self.inner.call(request),
             rules,
             ready: None,
-            counted: Some(telemetry::RequestInFlight::new()),
+            counted: Some(telemetry::InFlight::request()),
         }
     }
 }
@@ -159,7 +159,7 @@ pin_project_lite::pin_project! {
         ready: Option<Response<B>>,
         // The `metrics` feature's gauge of requests in flight, handed to
         // the body: a request counts until its response is sent.
-        counted: Option<telemetry::RequestInFlight>,
+        counted: Option<telemetry::InFlight>,
     }
 }
 
@@ -217,7 +217,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         busy: Option<Busy>,
-        counted: Option<telemetry::RequestInFlight>,
+        counted: Option<telemetry::InFlight>,
     }
 }
 

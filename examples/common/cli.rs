@@ -122,12 +122,16 @@ impl Cli {
         }
     }
 
-    /// This process's `Handoff`: built, or, with `--supervise` in the process
-    /// that was started, the supervisor runs until the service stops and
-    /// `Err` holds the status `main` returns.
+    /// This process's `Handoff`: built (its handle kept for [`readiness`]),
+    /// or, with `--supervise` in the process that was started, the
+    /// supervisor runs until the service stops and `Err` holds the status
+    /// `main` returns.
     pub fn launch(&self) -> Result<handoff::Handoff, ExitCode> {
         match self.builder().supervise(self.supervise).launch() {
-            Ok(handoff::Launch::Worker(handoff)) => Ok(handoff),
+            Ok(handoff::Launch::Worker(handoff)) => {
+                let _ = HANDLE.set(handoff.handle());
+                Ok(handoff)
+            }
             Ok(handoff::Launch::Supervised(exit)) => {
                 if let Some(reason) = exit.reason() {
                     eprintln!("{}: supervisor: {reason}", self.program);
@@ -143,6 +147,26 @@ impl Cli {
         eprintln!("{}: {error}", self.program);
         ExitCode::FAILURE
     }
+}
+
+/// This generation's handle, once [`Cli::launch`] built it.
+static HANDLE: std::sync::OnceLock<handoff::Handle> = std::sync::OnceLock::new();
+
+/// Whether this generation is ready (serving, or restarting) and the line
+/// that says so: `ready serving generation=N pid=PID`, or `unready STATE
+/// ...` from the moment a shutdown begins (`GET /readyz`, echo's `ready`).
+pub fn readiness() -> (bool, String) {
+    let pid = std::process::id();
+    let Some(handle) = HANDLE.get() else {
+        return (false, format!("unready starting pid={pid}\n"));
+    };
+    let (state, generation) = (handle.state(), handle.generation());
+    let ready = state.is_ready();
+    let word = if ready { "ready" } else { "unready" };
+    (
+        ready,
+        format!("{word} {state} generation={generation} pid={pid}\n"),
+    )
 }
 
 fn usage(program: &str, tls: bool) -> String {

@@ -45,7 +45,6 @@ pub fn main<R: HttpRuntime>(
         Ok(handoff) => handoff,
         Err(code) => return code,
     };
-    observe::set_handle(handoff.handle());
     let mut server = Server::with_runtime(runtime);
     let mut scheme = "http";
     // Every generation reads the certificate again: a restart rotates it.

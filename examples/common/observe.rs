@@ -4,8 +4,8 @@
 //! shutdown begins, the shutdown delay included).
 //!
 //! [`install`] puts the Prometheus recorder in place before the `Handoff` is
-//! built (handoff takes its metric handles then); [`set_handle`] keeps the
-//! generation's handle once it is built.
+//! built (handoff takes its metric handles then); the readiness is
+//! `cli::readiness`.
 
 #![allow(dead_code)] // each example uses the part it needs
 
@@ -14,7 +14,6 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
-static HANDLE: OnceLock<handoff::Handle> = OnceLock::new();
 
 /// Installs the Prometheus recorder (once; a failure is logged and
 /// `/metrics` then says so).
@@ -25,11 +24,6 @@ pub fn install() {
     }
 }
 
-/// Keeps this generation's handle for `/readyz`.
-pub fn set_handle(handle: handoff::Handle) {
-    _ = HANDLE.set(handle);
-}
-
 /// `GET /metrics`: the status and the body.
 pub fn metrics() -> (u16, String) {
     match PROMETHEUS.get() {
@@ -38,23 +32,11 @@ pub fn metrics() -> (u16, String) {
     }
 }
 
-/// `GET /readyz`: 200 `ready STATE generation=N pid=PID` while serving, 503
-/// `unready ...` from the moment a shutdown begins.
+/// `GET /readyz`: 200 `ready serving generation=N pid=PID` while serving,
+/// 503 `unready ...` from the moment a shutdown begins.
 pub fn readyz() -> (u16, String) {
-    let pid = std::process::id();
-    let Some(handle) = HANDLE.get() else {
-        return (503, format!("unready starting pid={pid}\n"));
-    };
-    let state = handle.state();
-    let generation = handle.generation();
-    match state.is_ready() {
-        true => (
-            200,
-            format!("ready {state} generation={generation} pid={pid}\n"),
-        ),
-        false => (
-            503,
-            format!("unready {state} generation={generation} pid={pid}\n"),
-        ),
+    match super::cli::readiness() {
+        (true, text) => (200, text),
+        (false, text) => (503, text),
     }
 }

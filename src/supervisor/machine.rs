@@ -938,7 +938,12 @@ mod tests {
 
     /// A supervisor whose first worker, pid 10, is ready at `t0`.
     fn serving(t0: Instant) -> Machine {
-        let mut m = Machine::new(Timeouts::default(), SUP);
+        serving_with(Timeouts::default(), t0)
+    }
+
+    /// `serving`, with `timeouts`.
+    fn serving_with(timeouts: Timeouts, t0: Instant) -> Machine {
+        let mut m = Machine::new(timeouts, SUP);
         m.on(Event::Started, t0);
         m.on(Event::WorkerSpawned { pid: 10 }, t0);
         m.on(Event::WorkerReady { pid: 10 }, t0);
@@ -1430,10 +1435,7 @@ mod tests {
             shutdown_delay: secs(5),
             ..Timeouts::default()
         };
-        let mut m = Machine::new(timeouts, SUP);
-        m.on(Event::Started, t0);
-        m.on(Event::WorkerSpawned { pid: 10 }, t0);
-        m.on(Event::WorkerReady { pid: 10 }, t0);
+        let mut m = serving_with(timeouts, t0);
         let bound = drain_bound(timeouts);
         m.on(Event::ShutdownRequested, t0);
         // The worker waits out the delay, then drains within the usual bound.

@@ -146,8 +146,8 @@ pub(crate) fn send_draining(channel: BorrowedFd<'_>) -> std::io::Result<()> {
 }
 
 /// Worker side: what its drains counted, once it is done.
-pub(crate) fn send_drained(channel: BorrowedFd<'_>, [d, i, h]: [u64; 3]) -> std::io::Result<()> {
-    send(channel, &format!("C {d}:{i}:{h}\n"), &[])
+pub(crate) fn send_drained(channel: BorrowedFd<'_>, counts: [u64; 3]) -> std::io::Result<()> {
+    send(channel, &telemetry::drain_line(counts), &[])
 }
 
 /// Worker side: says it accepts again (the answer to `U`).
@@ -175,15 +175,14 @@ pub(crate) fn recv_from_worker(channel: BorrowedFd<'_>) -> std::io::Result<Optio
         "D" => ToSupervisor::Draining,
         // A worker of protocol 1 without supervision says `R` alone.
         "R" => ToSupervisor::Ready { version: None },
-        _ => match (head.strip_prefix("R "), head.strip_prefix("C ")) {
-            (Some(version), _) => ToSupervisor::Ready {
+        _ if head.starts_with("C ") => ToSupervisor::Drained(
+            telemetry::parse_drain_line(head).ok_or_else(|| malformed(&text))?,
+        ),
+        _ => match head.strip_prefix("R ") {
+            Some(version) => ToSupervisor::Ready {
                 version: Some(version.trim().parse().map_err(|_| malformed(&text))?),
             },
-            (_, Some(counts)) => ToSupervisor::Drained(
-                crate::protocol::parse_counts(crate::protocol::ENV_COUNTS, counts)
-                    .map_err(|_| malformed(&text))?,
-            ),
-            _ => return Err(malformed(&text)),
+            None => return Err(malformed(&text)),
         },
     };
     Ok(Some(message))

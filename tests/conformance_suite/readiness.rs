@@ -10,65 +10,28 @@
 use std::time::{Duration, Instant};
 
 use super::Flavor;
-use crate::harness::client::{Protocol, RawConn, Reply, Request, Target};
-use crate::harness::http::{HttpConn, Mode};
-use crate::harness::process::{Signal, T5, T10};
+use crate::harness::client::{Protocol, Target};
+use crate::harness::observe::{metrics, readiness_until, sample};
+use crate::harness::process::{Signal, T10};
 
 pub fn run(flavor: Flavor) {
     super::run(flavor, "readiness, metrics and the shutdown delay", body);
 }
 
-/// Readiness on a new connection: whether ready, and the text.
-async fn readiness(flavor: Flavor, target: &Target) -> (bool, String) {
-    let mut conn = RawConn::connect(target).await;
-    let reply: Reply = conn
-        .ask(Request::Ready)
-        .await
-        .unwrap_or_else(|e| panic!("[{}] readiness: {e}", flavor.name));
-    let text = reply.text().trim().to_string();
-    let ready = text.starts_with("ready ");
-    if flavor.protocol == Protocol::Http {
-        let status = if ready { 200 } else { 503 };
-        assert_eq!(reply.status, status, "[{}] {reply:?}", flavor.name);
-    }
-    (ready, text)
-}
-
-/// Readiness until it is `ready` (bounded: 5 s); its text.
-async fn until(flavor: Flavor, target: &Target, ready: bool) -> String {
-    let start = Instant::now();
-    loop {
-        let (now, text) = readiness(flavor, target).await;
-        if now == ready {
-            return text;
-        }
-        assert!(
-            start.elapsed() < T5,
-            "[{}] readiness still {text:?}",
-            flavor.name
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn expect_ready(flavor: Flavor, target: &Target, generation: u32, pid: i32) {
-    let text = until(flavor, target, true).await;
+    let text = readiness_until(target, true).await;
     let want = format!("ready serving generation={generation} pid={pid}");
     assert_eq!(text, want, "[{}]", flavor.name);
     if flavor.protocol != Protocol::Http {
         return;
     }
-    let mut conn = HttpConn::connect(target, Mode::NewConnection)
-        .await
-        .unwrap();
-    let page = conn.get("/metrics").await.unwrap();
-    assert_eq!(page.status, 200, "[{}] {page:?}", flavor.name);
+    let page = metrics(target).await;
     if cfg!(feature = "metrics") {
-        let line = format!("handoff_generation {generation}");
-        let text = page.text();
-        assert!(
-            text.lines().any(|l| l == line),
-            "[{}] no {line:?} in\n{text}",
+        let shown = sample(&page, "handoff_generation");
+        assert_eq!(
+            shown,
+            Some(f64::from(generation)),
+            "[{}]\n{page}",
             flavor.name
         );
     }
@@ -83,7 +46,7 @@ async fn body(flavor: Flavor) {
 
     let signalled = Instant::now();
     server.signal_service(restart.new, Signal::TERM);
-    let unready = until(flavor, &target, false).await;
+    let unready = readiness_until(&target, false).await;
     assert!(
         unready.starts_with("unready shutting-down generation=2"),
         "[{}] {unready:?}",

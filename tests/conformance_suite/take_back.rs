@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use super::Flavor;
 use crate::harness::client::{Protocol, RawConn, ReadError, Reply, Request, Target};
 use crate::harness::notify::NotifySocket;
+use crate::harness::observe;
 use crate::harness::process::{self, Signal, T5, T10};
 use crate::harness::server::Server;
 
@@ -194,18 +195,9 @@ async fn while_draining(flavor: Flavor) {
 
     // The loss is counted where it is scraped: the generation serving again.
     if cfg!(feature = "metrics") && flavor.protocol == Protocol::Http {
-        let counted = "handoff_successors_lost_total 1";
-        let start = Instant::now();
-        loop {
-            let mut conn = RawConn::connect(&target).await;
-            conn.send_get("/metrics").await.expect("send GET /metrics");
-            let page = conn.reply().await.expect("the metrics page");
-            if page.text().lines().any(|l| l == counted) {
-                break;
-            }
-            assert!(start.elapsed() < T5, "[{name}] no {counted:?} in {page:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let lost = "handoff_successors_lost_total";
+        let page = observe::metrics_until(&target, |p| observe::sample(p, lost) == Some(1.0)).await;
+        assert_eq!(observe::sample(&page, lost), Some(1.0), "[{name}]\n{page}");
     }
 
     // A later restart works, and the old generation then exits.

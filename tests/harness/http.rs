@@ -2,6 +2,7 @@
 //! request, or HTTP/2 ([`Mode`]), plain or TLS. A request is never sent
 //! again; [`refused_stream`] tells the one failure a client may set apart.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -50,6 +51,8 @@ pub struct HttpConn {
     /// Whether the last request failed without being sent: hyper's HTTP/2
     /// client handed it back (the connection was going away).
     pub unsent: bool,
+    /// The client's end of the connection.
+    pub local: SocketAddr,
 }
 
 impl HttpConn {
@@ -61,6 +64,7 @@ impl HttpConn {
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| format!("connect: {e}"))?;
         tcp.set_nodelay(true).ok();
+        let local = tcp.local_addr().map_err(|e| format!("local_addr: {e}"))?;
         let (io, cert, scheme): (Box<dyn Io>, _, _) = match &target.tls {
             None => (Box::new(tcp), None, "http"),
             Some(config) => {
@@ -109,6 +113,7 @@ impl HttpConn {
             served: 0,
             cert,
             unsent: false,
+            local,
         })
     }
 
