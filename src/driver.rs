@@ -67,6 +67,8 @@ struct ProcessHost<'a, D: Drainable> {
     parent: Option<ParentLink>,
     /// Resolves once the server is idle, while draining.
     idle: Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
+    /// Where handles read the latest restart's outcome.
+    published: Arc<Published>,
 }
 
 impl<D: Drainable> Host for ProcessHost<'_, D> {
@@ -222,6 +224,7 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
                 }
             }
         }
+        self.published.set_last_restart(&result);
         match &result {
             Ok(pid) => tracing::info!(successor = pid, "restart complete"),
             Err(e) => tracing::error!("restart failed: {e}"),
@@ -241,9 +244,15 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
         } else {
             tracing::error!("{error}");
         }
-        telemetry::successor_lost();
+        // Under a supervisor the supervisor counts it (and tells the
+        // worker that serves).
+        if !self.parent.as_ref().is_some_and(ParentLink::is_supervisor) {
+            telemetry::successor_lost();
+        }
+        let error = Err(error);
+        self.published.set_last_restart(&error);
         if let Some(hook) = self.hooks.on_restart_result.as_mut() {
-            hook(&Err(error));
+            hook(&error);
         }
     }
 
@@ -385,6 +394,7 @@ impl<'a, R: Runtime, D: Drainable> Loop<'a, R, D> {
             drain_counted: [0; 3],
             parent,
             idle: None,
+            published: handoff.published.clone(),
         };
         let machine = match supervised {
             true => Machine::supervised(handoff.timeouts, own_pid()),

@@ -76,6 +76,34 @@ impl Handle {
         self.published.generation()
     }
 
+    /// How the latest restart this generation saw end went: the
+    /// successor's pid, or why it failed; `None` before any. A successor
+    /// that was ready and then died while this generation still drained
+    /// shows here as [`Error::SuccessorLost`] (this generation took the
+    /// listeners back and serves again), after the `Ok` its restart first
+    /// resolved to.
+    ///
+    /// Under a supervisor, a worker sees the restarts it asked for (a
+    /// restart signal sent to the worker, or [`restart`](Handle::restart))
+    /// and a successor lost while it drained; the supervisor reports the
+    /// restarts it was signalled for.
+    ///
+    /// ```
+    /// fn last_restart(handle: &handoff::Handle) -> &'static str {
+    ///     match handle.last_restart() {
+    ///         None => "none",
+    ///         Some(Ok(_)) => "ok",
+    ///         Some(Err(handoff::Error::SuccessorLost { .. })) => "lost",
+    ///         Some(Err(_)) => "failed",
+    ///     }
+    /// }
+    /// # let handoff = handoff::Handoff::new().unwrap();
+    /// # assert_eq!(last_restart(&handoff.handle()), "none");
+    /// ```
+    pub fn last_restart(&self) -> Option<Result<u32>> {
+        self.published.last_restart()
+    }
+
     /// How many connections or requests the server counts in flight
     /// ([`Drainable::in_flight`](crate::Drainable::in_flight)), asked of the
     /// driver: resolves once [`Handoff::run`](crate::Handoff::run) runs, and

@@ -498,16 +498,34 @@ impl Machine {
             Event::ShutdownRequested | Event::ParentExited if accepting => {
                 self.supervised_drain(None, now, out);
             }
-            Event::ResumeRequested
-                if matches!(self.phase, Phase::Draining { .. } | Phase::Hammered { .. }) =>
-            {
+            Event::ResumeRequested if self.draining_for().is_some() => {
+                let successor = self.draining_for().flatten();
                 self.phase = Phase::Serving;
                 self.idle = false;
                 out.push(Action::Resume);
+                // The supervisor takes back only from a worker that drained
+                // for a successor which then died: report it here too, as a
+                // re-exec generation does (the supervisor reaped it).
+                if let Some(pid) = successor {
+                    out.push(Action::SuccessorLost {
+                        pid,
+                        status: "seen by the supervisor".into(),
+                    });
+                }
             }
             Event::DrainIdle => self.on_idle(out),
             Event::Tick => self.on_tick(now, out),
             _ => {}
+        }
+    }
+
+    /// While draining (or hammered): the successor it drains for, if any.
+    fn draining_for(&self) -> Option<Option<u32>> {
+        match self.phase {
+            Phase::Draining { successor, .. } | Phase::Hammered { successor, .. } => {
+                Some(successor)
+            }
+            _ => None,
         }
     }
 
@@ -1019,7 +1037,9 @@ mod tests {
         let acts = m.on(Event::DrainRequested { successor: Some(9) }, t0);
         assert_eq!(names(&acts), ["BeginDrain"]);
         assert!(!m.is_accepting());
-        assert_eq!(names(&m.on(Event::ResumeRequested, t0)), ["Resume"]);
+        let acts = m.on(Event::ResumeRequested, t0);
+        assert_eq!(names(&acts), ["Resume", "SuccessorLost"]);
+        assert!(matches!(acts[1], Action::SuccessorLost { pid: 9, .. }));
         assert!(m.is_accepting());
         assert!(m.on(Event::DrainIdle, t0).is_empty(), "serving again");
         m.on(

@@ -1,7 +1,10 @@
 //! [`State`]: what a generation is doing, as its [`Handle`](crate::Handle)
 //! sees it, and the cell the driver publishes it in.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use crate::error::Result;
 
 /// What this generation is doing. Decided by the
 /// [`Machine`](crate::machine::Machine); read with
@@ -89,6 +92,7 @@ impl std::fmt::Display for State {
 pub(crate) struct Published {
     state: AtomicU8,
     generation: AtomicU64,
+    last_restart: Mutex<Option<Result<u32>>>,
 }
 
 impl Published {
@@ -96,6 +100,7 @@ impl Published {
         Published {
             state: AtomicU8::new(State::Starting.to_u8()),
             generation: AtomicU64::new(generation),
+            last_restart: Mutex::new(None),
         }
     }
 
@@ -110,6 +115,17 @@ impl Published {
 
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn last_restart(&self) -> Option<Result<u32>> {
+        self.last_restart
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_last_restart(&self, result: &Result<u32>) {
+        *self.last_restart.lock().unwrap_or_else(|e| e.into_inner()) = Some(result.clone());
     }
 }
 

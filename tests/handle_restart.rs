@@ -268,8 +268,10 @@ async fn a_successor_that_dies_after_ready_hands_the_listeners_back() {
     let in_flight = group.track();
     let handle = handoff.handle();
     let driver = tokio::spawn(handoff.run(handoff::tokio::Tokio, group.clone()));
+    assert!(handle.last_restart().is_none(), "no restart yet");
     let successor = handle.restart().await.expect("the successor said ready");
     assert!(group.is_draining());
+    assert!(matches!(handle.last_restart(), Some(Ok(pid)) if pid == successor));
 
     // It dies; this generation takes the listeners back.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -288,6 +290,13 @@ async fn a_successor_that_dies_after_ready_hands_the_listeners_back() {
         "{reported:?}"
     );
     assert!(!group.is_draining(), "accepting again");
+    // The handle says so too, and this generation serves again.
+    assert!(
+        matches!(handle.last_restart(), Some(Err(Error::SuccessorLost { pid, .. })) if pid == successor),
+        "{:?}",
+        handle.last_restart()
+    );
+    assert_eq!(handle.state(), handoff::State::Serving);
     let answered = tokio::task::spawn_blocking(move || ask_pid(port))
         .await
         .unwrap();

@@ -132,6 +132,18 @@ async fn metrics_show_generation_six_after_five_restarts_and_a_failed_restart_on
             Some(1.0),
             "supervise={supervise}\n{page}"
         );
+        // Its handle: the generation that ran the failed restart says so;
+        // a supervised worker was not asked (the supervisor reported it).
+        let last = if supervise {
+            ""
+        } else {
+            " last-restart=failed"
+        };
+        let ready = readiness_until(&target, true).await;
+        assert_eq!(
+            ready,
+            format!("ready serving generation=6 pid={serving}{last}")
+        );
         println!(
             "supervise={supervise}: the serving generation's metrics after a failed restart:\n{page}"
         );

@@ -155,6 +155,9 @@ static HANDLE: std::sync::OnceLock<handoff::Handle> = std::sync::OnceLock::new()
 /// Whether this generation is ready (serving, or restarting) and the line
 /// that says so: `ready serving generation=N pid=PID`, or `unready STATE
 /// ...` from the moment a shutdown begins (`GET /readyz`, echo's `ready`).
+/// Once this generation saw a restart end, the line goes on with
+/// ` last-restart=ok`, `=failed`, or `=lost` (its successor died after it
+/// was ready, and this generation took the listeners back).
 pub fn readiness() -> (bool, String) {
     let pid = std::process::id();
     let Some(handle) = HANDLE.get() else {
@@ -163,9 +166,15 @@ pub fn readiness() -> (bool, String) {
     let (state, generation) = (handle.state(), handle.generation());
     let ready = state.is_ready();
     let word = if ready { "ready" } else { "unready" };
+    let last = match handle.last_restart() {
+        None => "",
+        Some(Ok(_)) => " last-restart=ok",
+        Some(Err(handoff::Error::SuccessorLost { .. })) => " last-restart=lost",
+        Some(Err(_)) => " last-restart=failed",
+    };
     (
         ready,
-        format!("{word} {state} generation={generation} pid={pid}\n"),
+        format!("{word} {state} generation={generation} pid={pid}{last}\n"),
     )
 }
 

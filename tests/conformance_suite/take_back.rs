@@ -163,6 +163,13 @@ async fn while_draining(flavor: Flavor) {
     slow.completes_on(name, old).await;
 
     let lost = server.wait_taken_back(new, old);
+    // Its handle says so: the readiness line ends in `last-restart=lost`.
+    let ready = observe::readiness_until(&target, true).await;
+    assert_eq!(
+        ready,
+        format!("ready serving generation=1 pid={old} last-restart=lost"),
+        "[{name}]"
+    );
     let pid_file = server.pid_file_pid();
     let main = server.main_pid(old);
     assert_eq!(

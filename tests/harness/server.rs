@@ -602,17 +602,19 @@ impl Server {
     /// Waits (bounded: 10 s) for the report that generation `lost`, which
     /// took over from `by` and died after it was ready, handed the listeners
     /// back to `by`: `by` printed `restart failed: successor pid LOST exited
-    /// after it was ready`, or with `--supervise` the supervisor reported
+    /// after it was ready`, and with `--supervise` the supervisor reported
     /// `worker pid LOST exited after it was ready (...); worker pid BY took
-    /// the listeners back` (and `by` serves again). The report.
+    /// the listeners back` too (and `by` serves again). The report (the
+    /// supervisor's, when supervised).
     pub fn wait_taken_back(&self, lost: i32, by: i32) -> String {
+        let own = format!("restart failed: successor pid {lost} exited after it was ready");
+        let own_report = self.wait_line(0, T10, |l| l.starts_with(&own));
         let report = if self.supervised {
             let dead = format!("worker pid {lost} exited after it was ready");
             let back = format!("worker pid {by} took the listeners back");
-            self.wait_err_line(0, T10, |l| l.contains(&dead) && l.contains(&back))
+            own_report.and(self.wait_err_line(0, T10, |l| l.contains(&dead) && l.contains(&back)))
         } else {
-            let lost = format!("restart failed: successor pid {lost} exited after it was ready");
-            self.wait_line(0, T10, |l| l.starts_with(&lost))
+            own_report
         };
         let report = report.unwrap_or_else(|| {
             panic!(
