@@ -69,6 +69,9 @@ struct ProcessHost<'a, D: Drainable> {
     idle: Option<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
     /// Where handles read the latest restart's outcome.
     published: Arc<Published>,
+    /// What tells a starting successor to shut down: the first configured
+    /// shutdown signal (it is built from the same code), else SIGTERM.
+    stop_signal: rustix::process::Signal,
 }
 
 impl<D: Drainable> Host for ProcessHost<'_, D> {
@@ -98,6 +101,13 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
         if let Some(successor) = self.successor.as_ref().filter(|s| s.pid == pid) {
             tracing::warn!(pid, "killing successor");
             successor.kill();
+        }
+    }
+
+    fn stop_child(&mut self, pid: u32) {
+        if let Some(successor) = self.successor.as_ref().filter(|s| s.pid == pid) {
+            tracing::info!(pid, signal = ?self.stop_signal, "the successor is starting: telling it to shut down too");
+            successor.signal(self.stop_signal);
         }
     }
 
@@ -395,6 +405,11 @@ impl<'a, R: Runtime, D: Drainable> Loop<'a, R, D> {
             parent,
             idle: None,
             published: handoff.published.clone(),
+            stop_signal: handoff
+                .shutdown_signals
+                .first()
+                .and_then(|s| rustix::process::Signal::from_named_raw(s.as_raw()))
+                .unwrap_or(rustix::process::Signal::TERM),
         };
         let machine = match supervised {
             true => Machine::supervised(handoff.timeouts, own_pid()),

@@ -23,6 +23,10 @@ pub trait Host {
     /// Kills the successor `pid` ([`Action::KillChild`]); its exit is
     /// reported later as [`Event::ChildExited`].
     fn kill(&mut self, pid: u32);
+    /// Tells the successor `pid`, still starting, to shut down
+    /// ([`Action::StopChild`]); its exit is reported later as
+    /// [`Event::ChildExited`].
+    fn stop_child(&mut self, pid: u32);
     /// Stops accepting and starts draining ([`Action::BeginDrain`]); reports
     /// [`Event::DrainIdle`] once nothing is in flight.
     fn begin_drain(&mut self);
@@ -106,6 +110,7 @@ impl<H: Host> Driver<H> {
                 Err(e) => Event::SpawnFailed(e),
             }),
             Action::KillChild { pid } => host.kill(pid),
+            Action::StopChild { pid } => host.stop_child(pid),
             Action::BeginDrain => host.begin_drain(),
             Action::Resume => host.resume(),
             Action::Hammer => host.hammer(),

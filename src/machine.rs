@@ -160,6 +160,15 @@ pub enum Action {
         /// Its pid.
         pid: u32,
     },
+    /// Tell the successor, still starting when this generation was asked to
+    /// shut down, to shut down too (the first configured shutdown signal):
+    /// its server may already serve what it accepted. It is reaped as any
+    /// child; if it has not exited by this generation's stop timeout it is
+    /// told [`Action::KillChild`].
+    StopChild {
+        /// Its pid.
+        pid: u32,
+    },
     /// Stop accepting (keeping the listeners), close idle connections, fire
     /// the drain signal; report [`Event::DrainIdle`] once nothing is in flight.
     BeginDrain,
@@ -207,6 +216,7 @@ impl Action {
         match self {
             Action::Spawn => "Spawn",
             Action::KillChild { .. } => "KillChild",
+            Action::StopChild { .. } => "StopChild",
             Action::BeginDrain => "BeginDrain",
             Action::Resume => "Resume",
             Action::Hammer => "Hammer",
@@ -274,6 +284,9 @@ pub struct Machine {
     asked: bool,
     idle: bool,
     unreaped: Option<u32>,
+    /// A successor told to stop while starting, killed at the hammer if it
+    /// has not exited by then.
+    stopping_child: Option<u32>,
 }
 
 impl Machine {
@@ -295,6 +308,7 @@ impl Machine {
             asked: false,
             idle: false,
             unreaped: None,
+            stopping_child: None,
         }
     }
 
@@ -390,9 +404,8 @@ impl Machine {
             Event::ChildSpawned { pid } => {
                 if let Phase::Spawning = self.phase {
                     if self.shutdown_pending {
-                        out.push(Action::KillChild { pid });
+                        self.stop_child(pid, &mut out);
                         out.push(Action::RestartDone(Err(Error::ShuttingDown)));
-                        self.unreaped = Some(pid);
                         self.shut_down(now, &mut out);
                     } else {
                         self.phase = Phase::AwaitingReady {
@@ -590,9 +603,8 @@ impl Machine {
             }
             Phase::Spawning => self.shutdown_pending = true,
             Phase::AwaitingReady { pid, .. } => {
-                out.push(Action::KillChild { pid });
+                self.stop_child(pid, out);
                 out.push(Action::RestartDone(Err(Error::ShuttingDown)));
-                self.unreaped = Some(pid);
                 self.shut_down(now, out);
             }
             Phase::Killing { pid, error } => {
@@ -609,6 +621,7 @@ impl Machine {
     fn on_child_exited(&mut self, pid: u32, status: String, now: Instant, out: &mut Vec<Action>) {
         if self.unreaped == Some(pid) {
             self.unreaped = None;
+            self.stopping_child = None;
             self.maybe_exit(out);
             return;
         }
@@ -654,6 +667,9 @@ impl Machine {
             Phase::Delaying { drain_at } if now >= drain_at => self.begin_drain(None, now, out),
             Phase::Draining { successor, stop_at } if now >= stop_at => {
                 out.push(Action::Hammer);
+                if let Some(pid) = self.stopping_child.take() {
+                    out.push(Action::KillChild { pid });
+                }
                 self.phase = Phase::Hammered {
                     successor,
                     exit_at: stop_at + self.timeouts.kill,
@@ -674,6 +690,15 @@ impl Machine {
             "restarting: starting a new generation".into(),
         )));
         out.push(Action::Spawn);
+    }
+
+    /// A successor still starting at a shutdown: told to shut down too, as
+    /// its server may already serve what it accepted; this generation exits
+    /// once it is reaped.
+    fn stop_child(&mut self, pid: u32, out: &mut Vec<Action>) {
+        out.push(Action::StopChild { pid });
+        self.unreaped = Some(pid);
+        self.stopping_child = Some(pid);
     }
 
     /// The successor failed before it was ready (and is reaped): serve on,
@@ -930,7 +955,7 @@ mod tests {
     }
 
     #[test]
-    fn shutdown_during_upgrade_kills_the_child_and_waits_for_its_reaping() {
+    fn shutdown_during_upgrade_stops_the_child_and_waits_for_its_reaping() {
         let t0 = Instant::now();
         let mut m = started(false, t0);
         m.on(Event::RestartRequested, t0);
@@ -939,7 +964,7 @@ mod tests {
         assert_eq!(
             names(&acts),
             [
-                "KillChild",
+                "StopChild",
                 "RestartDone",
                 "BeginDrain",
                 "Notify",
@@ -954,10 +979,37 @@ mod tests {
         let acts = m.on(
             Event::ChildExited {
                 pid: 9,
-                status: "killed".into(),
+                status: "exit status 0".into(),
             },
             t0,
         );
+        assert!(matches!(acts[..], [Action::Exit(ExitReason::Shutdown)]));
+    }
+
+    #[test]
+    fn a_child_told_to_stop_is_killed_at_the_hammer_if_it_has_not_exited() {
+        let t0 = Instant::now();
+        let mut m = started(false, t0);
+        m.on(Event::RestartRequested, t0);
+        m.on(Event::ChildSpawned { pid: 9 }, t0);
+        m.on(Event::ShutdownRequested, t0);
+        assert!(
+            m.on(Event::ChildReady { pid: 9 }, t0).is_empty(),
+            "too late"
+        );
+        assert!(m.on(Event::DrainIdle, t0).is_empty(), "waits for the reap");
+        let stop = Timeouts::default().stop;
+        assert_eq!(m.deadline(), Some(t0 + stop));
+        let acts = m.on(Event::Tick, t0 + stop);
+        assert!(
+            matches!(acts[..], [Action::Hammer, Action::KillChild { pid: 9 }]),
+            "{acts:?}"
+        );
+        let killed = Event::ChildExited {
+            pid: 9,
+            status: "killed by signal 9".into(),
+        };
+        let acts = m.on(killed, t0 + stop);
         assert!(matches!(acts[..], [Action::Exit(ExitReason::Shutdown)]));
     }
 

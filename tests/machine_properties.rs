@@ -313,8 +313,8 @@ fn paths(trace: &Trace) -> BTreeSet<&'static str> {
                 path("restart during the shutdown delay");
             }
             Event::ShutdownRequested if killing => path("shutdown while killing a successor"),
-            Event::ShutdownRequested if has("KillChild") => {
-                path("shutdown while awaiting ready: kill");
+            Event::ShutdownRequested if has("StopChild") => {
+                path("shutdown while awaiting ready: the successor is told to stop");
             }
             Event::ShutdownRequested if has("RestartDone") => {
                 path("shutdown while deferred");
@@ -334,6 +334,9 @@ fn paths(trace: &Trace) -> BTreeSet<&'static str> {
             }
             Event::ParentExited if has("Spawn") => {
                 path("parent exit starts the deferred spawn");
+            }
+            Event::Tick if has("KillChild") && has("Hammer") => {
+                path("a successor told to stop is killed at the hammer");
             }
             Event::Tick if has("KillChild") => path("ready timeout: kill"),
             Event::Tick if s.deadline_before.is_none_or(|d| d > s.at) => path("early Tick"),
@@ -429,7 +432,8 @@ fn generated_runs_reach_the_tricky_paths() {
         "coalesced",
         "restart while killing a successor: coalesced",
         "shutdown while killing a successor",
-        "shutdown while awaiting ready: kill",
+        "shutdown while awaiting ready: the successor is told to stop",
+        "a successor told to stop is killed at the hammer",
         "shutdown while deferred",
         "late ChildReady of a killed child ignored",
         "take-back while draining",

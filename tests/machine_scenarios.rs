@@ -100,15 +100,16 @@ fn handover() -> World {
     w
 }
 
-/// Restart; a shutdown while the child is awaited kills it and drains; idle
-/// at once, but the exit waits for the reap.
+/// Restart; a shutdown while the child is awaited tells it to stop too (it
+/// may serve what it accepted) and drains; idle at once, but the exit waits
+/// for the reap.
 fn reaped() -> World {
     let mut w = started(false);
     at(&mut w, 0, Event::RestartRequested);
     let acts = at(&mut w, 5, Event::ShutdownRequested);
     assert_eq!(
         acts,
-        format!("KillChild(100), RestartDone(ShuttingDown), {SHUTDOWN_DRAIN}")
+        format!("StopChild(100), RestartDone(ShuttingDown), {SHUTDOWN_DRAIN}")
     );
     let stop_at = Some(w.trace.t0 + secs(25));
     assert_eq!(
@@ -181,16 +182,17 @@ fn a_restart_hands_over_once_the_successor_is_ready() {
 }
 
 #[test]
-fn shutdown_while_awaiting_ready_kills_and_exits_after_the_reap_or_the_kill_timeout() {
+fn shutdown_while_awaiting_ready_stops_the_child_and_exits_after_the_reap_or_the_kill_timeout() {
     settled(reaped());
 
-    // Never reaped: the drain still ends at stop + kill after it began.
+    // Not exited by the stop timeout: killed at the hammer. Never reaped:
+    // the drain still ends at stop + kill after it began.
     let mut w = started(false);
     at(&mut w, 0, Event::RestartRequested);
     at(&mut w, 0, Event::ShutdownRequested);
     assert_eq!(at(&mut w, 0, Event::DrainIdle), "");
     assert_eq!(at(&mut w, 19, Event::Tick), "");
-    assert_eq!(at(&mut w, 20, Event::Tick), "Hammer");
+    assert_eq!(at(&mut w, 20, Event::Tick), "Hammer, KillChild(100)");
     assert_eq!(at(&mut w, 29, Event::Tick), "");
     assert_eq!(at(&mut w, 30, Event::Tick), "Exit(KillTimeout)");
     assert_eq!(w.machine().deadline(), None);
@@ -244,7 +246,7 @@ fn shutdown_while_spawning_waits_for_the_spawn_then_drains() {
         assert!(m.is_accepting());
         assert_eq!(brief(&m.on(Event::RestartRequested, t0)), "Coalesced");
         let kill = if spawned {
-            "KillChild(7), RestartDone(ShuttingDown)"
+            "StopChild(7), RestartDone(ShuttingDown)"
         } else {
             "RestartDone(Err)"
         };

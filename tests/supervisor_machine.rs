@@ -483,6 +483,12 @@ fn check(steps: &[Step]) -> Result<(), String> {
                         {
                             stopping
                         }
+                        // A worker still starting at the shutdown is
+                        // stopped for it, like the others.
+                        None if stopping && !served.contains_key(pid) => {
+                            spared.insert(*pid);
+                            true
+                        }
                         None => {
                             stopping
                                 && (s.current_before == Some(*pid)
@@ -507,7 +513,8 @@ fn check(steps: &[Step]) -> Result<(), String> {
                     }
                 }
                 // A worker still starting at the shutdown is stopped for
-                // it: that is no failure of the service.
+                // it, and killed at the bound if it must: that is no failure
+                // of the service.
                 Action::Kill { pid } if stopping && !served.contains_key(pid) => {
                     _ = spared.insert(*pid)
                 }
@@ -654,8 +661,17 @@ fn generated_runs_reach_the_tricky_paths() {
                     Action::Drain {
                         successor: Some(_), ..
                     } => "drain for a successor",
+                    Action::Drain {
+                        pid,
+                        successor: None,
+                    } if matches!(st.event, Event::WorkerSpawned { .. })
+                        || (says(&st, "Stopping")
+                            && st.current_before != Some(*pid)
+                            && st.taking_back_before != Some(*pid)) =>
+                    {
+                        "a starting worker drains on shutdown"
+                    }
                     Action::Kill { .. } if matches!(st.event, Event::Tick) => "kill at a deadline",
-                    Action::Kill { .. } => "kill a starting worker on shutdown",
                     Action::RestartDone(Err(Error::ReadyTimeout { .. })) => "ready timeout",
                     Action::RestartDone(Err(Error::SuccessorExited { .. })) => "successor exited",
                     Action::Spawn if matches!(st.event, Event::Tick) => "respawn after backoff",
@@ -679,7 +695,7 @@ fn generated_runs_reach_the_tricky_paths() {
         "take-back unanswered",
         "drain for a successor",
         "kill at a deadline",
-        "kill a starting worker on shutdown",
+        "a starting worker drains on shutdown",
         "ready timeout",
         "successor exited",
         "respawn after backoff",

@@ -24,8 +24,8 @@
 //!   [`CRASH_LOOP`] consecutive workers that exited before they were ready,
 //!   the supervisor gives up: it exits with a failure status (STATUS says so).
 //! - **Shutdown** (SIGTERM or SIGINT to the supervisor): `STOPPING=1`, tell
-//!   every worker to drain, kill a worker that is starting; at stop + kill +
-//!   [`KILL_MARGIN`] kill whatever is left; once every worker has exited,
+//!   every worker to drain, a worker that is still starting too; at stop +
+//!   kill + [`KILL_MARGIN`] kill whatever is left; once every worker has exited,
 //!   remove the pid file and exit: status 0 if every worker drained and exited
 //!   with status 0, 1 otherwise.
 //! - A worker's exit is reported by its watcher after it was reaped; a
@@ -67,9 +67,12 @@
 //! - **The exit status** reflects the shutdown: 0 if a worker had been ready,
 //!   no draining worker had to be killed, and every worker that drained
 //!   exited with status 0; 1 otherwise, and 1 when the supervisor gave up. A
-//!   worker that was still starting when the shutdown came is killed, and
-//!   that does not count: it never served, and a stop right after a reload is
-//!   no failure of the service (systemd would mark the unit failed).
+//!   worker that was still starting when the shutdown came is told to drain
+//!   like the others (it may already accept: its server runs before it says
+//!   ready, and what it took is served), but how it ends does not count, not
+//!   even a kill at the deadline: it never served as the service, and a stop
+//!   right after a reload is no failure of the service (systemd would mark
+//!   the unit failed).
 //!   Failures before the shutdown (a crash that was replaced, a successor
 //!   killed at its ready timeout) are reported when they happen, not in the
 //!   status.
@@ -478,7 +481,8 @@ impl Machine {
         }
         if let Phase::ShuttingDown = self.phase {
             self.starting = Starting::No;
-            self.kill_starting(pid, now, out);
+            let kill_at = now + self.shutdown_bound();
+            self.stop_starting(pid, now, kill_at, out);
             return;
         }
         self.starting = Starting::AwaitingReady {
@@ -784,7 +788,7 @@ impl Machine {
         // The workers told to drain now wait out the shutdown delay first.
         let delay = self.timeouts.shutdown_delay;
         self.delaying = !delay.is_zero();
-        let kill_at = now + delay + drain_bound(self.timeouts);
+        let kill_at = now + self.shutdown_bound();
         if let Some(t) = self.taking_back.take() {
             // Told to accept again: it may, so it is told to drain too.
             out.push(Action::Drain {
@@ -813,7 +817,7 @@ impl Machine {
             Starting::No | Starting::Backoff { .. } => {}
             // Killed once its pid is known.
             Starting::Spawning => self.starting = Starting::Spawning,
-            Starting::AwaitingReady { pid, .. } => self.kill_starting(pid, now, out),
+            Starting::AwaitingReady { pid, .. } => self.stop_starting(pid, now, kill_at, out),
             Starting::Killing { pid, .. } => self.leaving.push(Leaving {
                 pid,
                 since: now,
@@ -840,16 +844,28 @@ impl Machine {
         }
     }
 
-    /// Kills a worker that was starting when the shutdown came.
-    fn kill_starting(&mut self, pid: u32, now: Instant, out: &mut Vec<Action>) {
-        out.push(Action::Kill { pid });
+    /// Tells a worker that was starting when the shutdown came to drain: its
+    /// server may already have taken connections (it runs before the worker
+    /// says ready). It reads the message once it runs, and is killed at
+    /// `kill_at` if it has not exited by then.
+    fn stop_starting(&mut self, pid: u32, now: Instant, kill_at: Instant, out: &mut Vec<Action>) {
+        out.push(Action::Drain {
+            pid,
+            successor: None,
+        });
         self.leaving.push(Leaving {
             pid,
             since: now,
-            kill_at: now,
-            killed: true,
+            kill_at,
+            killed: false,
             spared: true,
         });
+    }
+
+    /// How long the workers have from a shutdown's start: the shutdown delay
+    /// they wait out, then the drain's bound.
+    fn shutdown_bound(&self) -> Duration {
+        self.timeouts.shutdown_delay + drain_bound(self.timeouts)
     }
 
     fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
@@ -888,7 +904,7 @@ impl Machine {
         for w in &mut self.leaving {
             if !w.killed && now >= w.kill_at {
                 w.killed = true;
-                self.failed |= shutting_down;
+                self.failed |= shutting_down && !w.spared;
                 out.push(Action::Kill { pid: w.pid });
             }
         }
@@ -1402,7 +1418,10 @@ mod tests {
                     pid: 11,
                     successor: None
                 },
-                Action::Kill { pid: 12 },
+                Action::Drain {
+                    pid: 12,
+                    successor: None
+                },
             ]
         ));
         assert!(m.on(Event::ShutdownRequested, t0 + secs(1)).is_empty());
@@ -1416,7 +1435,7 @@ mod tests {
         let acts = m.on(exited(11, true), t0 + secs(3));
         assert!(
             matches!(&acts[..], [Action::RemovePidFile, Action::Exit(0)]),
-            "a starting worker killed for the shutdown is no failure: {acts:?}"
+            "a starting worker stopped for the shutdown is no failure: {acts:?}"
         );
 
         let mut m = serving(t0);
@@ -1472,7 +1491,7 @@ mod tests {
     }
 
     #[test]
-    fn shutdown_while_spawning_waits_for_the_pid_to_kill_it() {
+    fn shutdown_while_spawning_waits_for_the_pid_to_stop_it() {
         let t0 = Instant::now();
         let mut m = Machine::new(Timeouts::default(), SUP);
         m.on(Event::Started, t0);
@@ -1480,12 +1499,42 @@ mod tests {
             names(&m.on(Event::ShutdownRequested, t0)),
             ["Notify", "Notify"]
         );
-        assert_eq!(names(&m.on(Event::WorkerSpawned { pid: 10 }, t0)), ["Kill"]);
+        assert_eq!(
+            names(&m.on(Event::WorkerSpawned { pid: 10 }, t0)),
+            ["Drain"]
+        );
         assert!(m.on(Event::WorkerReady { pid: 10 }, t0).is_empty());
-        let acts = m.on(exited(10, false), t0);
+        let acts = m.on(exited(10, true), t0);
         assert!(
             matches!(&acts[..], [Action::RemovePidFile, Action::Exit(1)]),
             "never ready: status 1"
+        );
+    }
+
+    #[test]
+    fn a_worker_starting_at_the_shutdown_drains_and_is_killed_only_at_the_bound() {
+        let t0 = Instant::now();
+        let mut m = restarting(t0, 11);
+        m.on(Event::ShutdownRequested, t0);
+        let bound = drain_bound(Timeouts::default());
+        assert_eq!(m.deadline(), Some(t0 + bound));
+        // The serving worker drains and exits; the starting one, told to
+        // drain, says ready (ignored) and is still busy at the bound.
+        assert!(m.on(exited(10, true), t0 + secs(1)).is_empty());
+        assert!(
+            m.on(Event::WorkerReady { pid: 11 }, t0 + secs(1))
+                .is_empty()
+        );
+        assert_eq!(m.current(), None);
+        assert!(m.on(Event::Tick, t0 + bound - secs(1)).is_empty());
+        assert!(matches!(
+            &m.on(Event::Tick, t0 + bound)[..],
+            [Action::Kill { pid: 11 }]
+        ));
+        let acts = m.on(exited(11, false), t0 + bound);
+        assert!(
+            matches!(&acts[..], [Action::RemovePidFile, Action::Exit(0)]),
+            "a starting worker is no failure of the service: {acts:?}"
         );
     }
 

@@ -47,6 +47,9 @@ impl Host for FakeHost {
     fn kill(&mut self, pid: u32) {
         self.log.push(Action::KillChild { pid });
     }
+    fn stop_child(&mut self, pid: u32) {
+        self.log.push(Action::StopChild { pid });
+    }
     fn begin_drain(&mut self) {
         self.log.push(Action::BeginDrain);
     }
@@ -117,7 +120,9 @@ pub fn brief(actions: &[Action]) -> String {
         _ => "Err".into(),
     };
     let brief = |a: &Action| match a {
-        Action::KillChild { pid } | Action::WritePidFile(pid) => format!("{}({pid})", a.name()),
+        Action::KillChild { pid } | Action::StopChild { pid } | Action::WritePidFile(pid) => {
+            format!("{}({pid})", a.name())
+        }
         Action::SuccessorLost { pid, .. } => format!("SuccessorLost({pid})"),
         Action::RestartDone(Ok(pid)) => format!("RestartDone(Ok({pid}))"),
         Action::RestartDone(Err(e)) => format!("RestartDone({})", error(e)),
@@ -264,6 +269,8 @@ pub struct World {
     spawned: Vec<u32>,
     pub ready_sent: BTreeSet<u32>,
     killed: BTreeSet<u32>,
+    /// Children told to shut down while starting.
+    stopped: BTreeSet<u32>,
     pub exited: BTreeSet<u32>,
     /// The pid the machine named in `RestartDone(Ok)`.
     successor: Option<u32>,
@@ -291,6 +298,7 @@ impl World {
             spawned: Vec::new(),
             ready_sent: BTreeSet::new(),
             killed: BTreeSet::new(),
+            stopped: BTreeSet::new(),
             exited: BTreeSet::new(),
             successor: None,
             draining: false,
@@ -331,6 +339,7 @@ impl World {
             match action {
                 Action::Spawn => (spawned, _) = (offer, self.spawned.extend(offer)),
                 Action::KillChild { pid } => _ = self.killed.insert(*pid),
+                Action::StopChild { pid } => _ = self.stopped.insert(*pid),
                 Action::RestartDone(Ok(pid)) => self.successor = Some(*pid),
                 Action::BeginDrain => (self.draining, self.idle_reported) = (true, false),
                 Action::Resume => self.draining = false,
@@ -392,11 +401,13 @@ impl World {
         self.catch_up();
     }
 
-    /// Child `pid` exits: killed if it was told to, else on its own.
+    /// Child `pid` exits: killed if it was told to, cleanly if told to stop,
+    /// else on its own.
     pub fn child_exits(&mut self, pid: u32, origin: Origin) {
-        let killed = self.killed.contains(&pid);
-        let status = if killed {
+        let status = if self.killed.contains(&pid) {
             "killed by signal 9"
+        } else if self.stopped.contains(&pid) {
+            "exit status 0"
         } else {
             "exit status 1"
         }
@@ -659,7 +670,7 @@ pub fn p3_one_upgrade_at_a_time(trace: &Trace) -> Verdict {
 /// (named by `HandedOver`; a `KillTimeout` exit after a hand-over leaves it
 /// running too), or (only for `KillTimeout`) was told `KillChild`.
 /// `KillChild` names a spawned child that has not exited and is not the
-/// successor. The exit reason matches the drain; a successor lost and taken
+/// successor; so does `StopChild`, only at a shutdown. The exit reason matches the drain; a successor lost and taken
 /// back is no successor any more.
 pub fn p4_children_reaped_or_successor(trace: &Trace) -> Verdict {
     let (mut spawned, mut exited, mut killed) = (Vec::new(), BTreeSet::new(), BTreeSet::new());
@@ -673,6 +684,19 @@ pub fn p4_children_reaped_or_successor(trace: &Trace) -> Verdict {
             match a {
                 Action::RestartDone(Ok(pid)) => successor = Some(*pid),
                 Action::SuccessorLost { .. } => successor = None,
+                Action::StopChild { pid } => {
+                    ensure!(spawned.contains(pid), "StopChild of {pid}, never spawned");
+                    ensure!(!exited.contains(pid), "StopChild of {pid}, already exited");
+                    ensure!(Some(*pid) != successor, "StopChild of the successor {pid}");
+                    ensure!(
+                        matches!(
+                            s.event,
+                            Event::ShutdownRequested | Event::ChildSpawned { .. }
+                        ),
+                        "StopChild of {pid} on {:?}, not at a shutdown",
+                        s.event
+                    );
+                }
                 Action::KillChild { pid } => {
                     ensure!(spawned.contains(pid), "KillChild of {pid}, never spawned");
                     ensure!(!exited.contains(pid), "KillChild of {pid}, already exited");

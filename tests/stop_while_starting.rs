@@ -1,0 +1,261 @@
+//! A stop that comes while a new generation is still starting: its server
+//! runs before it says ready (it already accepts on the shared sockets), so
+//! it may hold requests, and they are served, not cut. The starting
+//! generation is told to shut down like the one that serves, and killed
+//! only if it outlasts the stop and kill timeouts. Both modes: SIGTERM to the
+//! generation that serves (re-exec), and to the supervisor.
+//!
+//! The service is this test binary again ([`stop_probe`]): every generation
+//! after the first takes [`STARTUP`] to get ready after its server started,
+//! as a server that warms a cache or connects to a database after it binds.
+
+#![cfg(feature = "tokio")]
+
+#[allow(dead_code, reason = "this test uses part of the harness")]
+mod harness {
+    pub mod process;
+}
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use handoff::{DrainGroup, Handoff, Launch};
+use harness::process::{self, Reaped, Signal, T10, T30};
+
+/// How long a new generation takes to get ready once its server runs.
+const STARTUP: Duration = Duration::from_secs(3);
+/// How long the request `slow` takes.
+const SLOW: Duration = Duration::from_secs(1);
+/// Requests held by the starting generation when the stop comes.
+const HELD: usize = 3;
+
+/// Run as a child of the tests below: the service (the supervisor and its
+/// workers, or each generation). One connection: `pid` is answered at once
+/// with `pid=N`, then `slow` after [`SLOW`] with `done pid=N`.
+#[test]
+fn stop_probe() {
+    let Some(dir) = std::env::var_os("HANDOFF_STOP_PROBE") else {
+        return;
+    };
+    let supervise = std::env::var_os("HANDOFF_STOP_PROBE_SUPERVISE").is_some();
+    let launched = Handoff::builder()
+        .supervise(supervise)
+        .pid_file(Path::new(&dir).join("service.pid"))
+        .ready_timeout(Duration::from_secs(10))
+        .stop_timeout(Duration::from_secs(10))
+        .kill_timeout(Duration::from_secs(5))
+        .launch()
+        .expect("launch");
+    let mut handoff = match launched {
+        Launch::Supervised(exit) => {
+            assert!(exit.success(), "the supervisor: {:?}", exit.reason());
+            return;
+        }
+        Launch::Worker(handoff) => handoff,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let listener: std::net::TcpListener = handoff.listen("main", "127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let group = DrainGroup::new();
+        serve(listener, group.clone());
+        let (generation, pid) = (handoff.generation(), std::process::id());
+        println!("generation {generation} pid {pid} accepts on {port}");
+        if generation > 1 {
+            tokio::time::sleep(STARTUP).await;
+        }
+        let exit = handoff.run(handoff::tokio::Tokio, group).await;
+        println!("pid {pid} done: {exit:?}");
+    });
+}
+
+fn serve(listener: std::net::TcpListener, group: DrainGroup) {
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let accepting = group.clone();
+    tokio::spawn(async move {
+        accepting
+            .accept_loop(&handoff::tokio::Tokio, listener, |stream, tracked| {
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+                    let pid = std::process::id();
+                    let mut stream = tokio::io::BufReader::new(stream);
+                    let mut line = String::new();
+                    loop {
+                        // Between requests, a drain closes the connection.
+                        let read = tokio::select! {
+                            biased;
+                            read = stream.read_line(&mut line) => read,
+                            _ = tracked.drained() => break,
+                        };
+                        if !matches!(read, Ok(n) if n > 0) {
+                            break;
+                        }
+                        let reply = match line.trim() {
+                            "slow" => {
+                                tokio::time::sleep(SLOW).await;
+                                format!("done pid={pid}\n")
+                            }
+                            _ => format!("pid={pid}\n"),
+                        };
+                        if stream.get_mut().write_all(reply.as_bytes()).await.is_err() {
+                            break;
+                        }
+                        line.clear();
+                    }
+                    drop(tracked);
+                });
+            })
+            .await
+    });
+}
+
+/// The service, its stdout lines on a channel.
+struct Service {
+    child: Reaped,
+    lines: mpsc::Receiver<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Service {
+    fn start(supervise: bool) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", "stop_probe", "--nocapture", "--test-threads=1"])
+            .env("HANDOFF_STOP_PROBE", dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        if supervise {
+            cmd.env("HANDOFF_STOP_PROBE_SUPERVISE", "1");
+        }
+        let mut child = Reaped(cmd.spawn().unwrap());
+        let stdout = child.0.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Service { child, lines, dir }
+    }
+
+    /// The next line a generation printed (libtest may have begun the line)
+    /// that starts with `prefix`, split into words (bounded: `within`).
+    fn wait(&self, prefix: &str, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("no line {prefix:?} within {within:?}: {e}"));
+            if let Some(at) = line.find(prefix) {
+                return line[at..].split_whitespace().map(str::to_owned).collect();
+            }
+        }
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.path().join("service.pid")
+    }
+}
+
+/// A new connection to `port`, and the pid that answered `pid` on it.
+fn connect(port: u16) -> (BufReader<TcpStream>, u32) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(T10)).unwrap();
+    let mut conn = BufReader::new(stream);
+    let pid = ask(&mut conn, "pid").expect("an answer to pid");
+    let pid = pid.strip_prefix("pid=").unwrap().parse().unwrap();
+    (conn, pid)
+}
+
+fn ask(conn: &mut BufReader<TcpStream>, request: &str) -> std::io::Result<String> {
+    conn.get_mut()
+        .write_all(format!("{request}\n").as_bytes())?;
+    let mut line = String::new();
+    conn.read_line(&mut line)?;
+    Ok(line.trim().to_owned())
+}
+
+fn stop_while_a_generation_starts(supervise: bool) {
+    let service = Service::start(supervise);
+    let first = service.wait("generation 1 ", T30);
+    let port: u16 = first[6].parse().unwrap();
+    // Ready once the pid file is written; it names the service's main pid.
+    let main = process::poll_until(T10, Duration::from_millis(5), || {
+        std::fs::read_to_string(service.pid_file())
+            .ok()?
+            .trim()
+            .parse::<i32>()
+            .ok()
+    })
+    .expect("the pid file");
+    assert_eq!(main, service.child.0.id() as i32);
+
+    process::kill(main, Signal::HUP).unwrap();
+    let second = service.wait("generation 2 ", T30);
+    let starting: u32 = second[3].parse().unwrap();
+    // Both generations accept on the same socket: keep connections the
+    // starting one took, and start a slow request on each.
+    let mut held = Vec::new();
+    for _ in 0..500 {
+        if held.len() == HELD {
+            break;
+        }
+        let (mut conn, pid) = connect(port);
+        if pid == starting {
+            conn.get_mut().write_all(b"slow\n").unwrap();
+            held.push(conn);
+        }
+    }
+    assert_eq!(
+        held.len(),
+        HELD,
+        "the starting generation took no connection"
+    );
+
+    let stopped = Instant::now();
+    process::kill(main, Signal::TERM).unwrap();
+    for (i, conn) in held.iter_mut().enumerate() {
+        let mut line = String::new();
+        let read = conn.read_line(&mut line);
+        assert!(
+            matches!(read, Ok(n) if n > 0) && line.trim() == format!("done pid={starting}"),
+            "supervise={supervise}: slow request {i} on the starting generation {starting}: \
+             {read:?} {line:?} after {:?}",
+            stopped.elapsed()
+        );
+    }
+    let mut service = service;
+    let status = service.child.wait_exit(T30).expect("the service exits");
+    assert!(status.success(), "supervise={supervise}: {status:?}");
+    assert!(
+        process::wait_gone(starting as i32, T10),
+        "the starting generation {starting} outlived the service"
+    );
+    println!(
+        "supervise={supervise}: {HELD} slow requests held by generation 2 while it started were \
+         served; the service exited {status} {:?} after SIGTERM",
+        stopped.elapsed()
+    );
+}
+
+#[test]
+fn reexec_a_generation_starting_at_the_stop_serves_what_it_took() {
+    stop_while_a_generation_starts(false);
+}
+
+#[test]
+fn supervised_a_worker_starting_at_the_stop_serves_what_it_took() {
+    stop_while_a_generation_starts(true);
+}
