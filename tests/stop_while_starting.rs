@@ -5,9 +5,16 @@
 //! only if it outlasts the stop and kill timeouts. Both modes: SIGTERM to the
 //! generation that serves (re-exec), and to the supervisor.
 //!
+//! A starting generation that never gets ready (hung in its startup) is
+//! killed at the bound: in re-exec mode at the serving generation's stop
+//! timeout, under a supervisor at stop + kill + 1 s; every process is gone
+//! and the service exits 0 (a worker that never served is no failure of the
+//! service).
+//!
 //! The service is this test binary again ([`stop_probe`]): every generation
-//! after the first takes [`STARTUP`] to get ready after its server started,
-//! as a server that warms a cache or connects to a database after it binds.
+//! after the first takes [`STARTUP`] (or `HANDOFF_STOP_PROBE_STARTUP`
+//! seconds) to get ready after its server started, as a server that warms a
+//! cache or connects to a database after it binds.
 
 #![cfg(feature = "tokio")]
 
@@ -42,12 +49,18 @@ fn stop_probe() {
         return;
     };
     let supervise = std::env::var_os("HANDOFF_STOP_PROBE_SUPERVISE").is_some();
+    let secs = |name: &str, default: u64| {
+        let value = std::env::var(name).ok();
+        Duration::from_secs(value.map_or(default, |v| v.parse().unwrap()))
+    };
+    let startup = secs("HANDOFF_STOP_PROBE_STARTUP", STARTUP.as_secs());
+    let stop = secs("HANDOFF_STOP_PROBE_STOP", 10);
     let launched = Handoff::builder()
         .supervise(supervise)
         .pid_file(Path::new(&dir).join("service.pid"))
-        .ready_timeout(Duration::from_secs(10))
-        .stop_timeout(Duration::from_secs(10))
-        .kill_timeout(Duration::from_secs(5))
+        .ready_timeout(Duration::from_secs(120))
+        .stop_timeout(stop)
+        .kill_timeout(stop)
         .launch()
         .expect("launch");
     let mut handoff = match launched {
@@ -70,7 +83,7 @@ fn stop_probe() {
         let (generation, pid) = (handoff.generation(), std::process::id());
         println!("generation {generation} pid {pid} accepts on {port}");
         if generation > 1 {
-            tokio::time::sleep(STARTUP).await;
+            tokio::time::sleep(startup).await;
         }
         let exit = handoff.run(handoff::tokio::Tokio, group).await;
         println!("pid {pid} done: {exit:?}");
@@ -125,11 +138,12 @@ struct Service {
 }
 
 impl Service {
-    fn start(supervise: bool) -> Service {
+    fn start(supervise: bool, env: &[(&str, &str)]) -> Service {
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args(["--exact", "stop_probe", "--nocapture", "--test-threads=1"])
             .env("HANDOFF_STOP_PROBE", dir.path())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         if supervise {
@@ -169,6 +183,17 @@ impl Service {
     }
 }
 
+/// Kills a grandchild of the test (the starting generation) when dropped,
+/// whatever happened: its parent reaps it, or init does once the service is
+/// gone.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = process::kill(self.0, Signal::KILL);
+    }
+}
+
 /// A new connection to `port`, and the pid that answered `pid` on it.
 fn connect(port: u16) -> (BufReader<TcpStream>, u32) {
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -187,8 +212,14 @@ fn ask(conn: &mut BufReader<TcpStream>, request: &str) -> std::io::Result<String
     Ok(line.trim().to_owned())
 }
 
-fn stop_while_a_generation_starts(supervise: bool) {
-    let service = Service::start(supervise);
+/// The service started, then restarted: its main pid (the first generation,
+/// or the supervisor), its port, and the pid of generation 2, which has
+/// started its server but is not ready yet.
+fn restart_into_a_starting_generation(
+    supervise: bool,
+    env: &[(&str, &str)],
+) -> (Service, i32, u16, u32) {
+    let service = Service::start(supervise, env);
     let first = service.wait("generation 1 ", T30);
     let port: u16 = first[6].parse().unwrap();
     // Ready once the pid file is written; it names the service's main pid.
@@ -205,6 +236,12 @@ fn stop_while_a_generation_starts(supervise: bool) {
     process::kill(main, Signal::HUP).unwrap();
     let second = service.wait("generation 2 ", T30);
     let starting: u32 = second[3].parse().unwrap();
+    (service, main, port, starting)
+}
+
+fn stop_while_a_generation_starts(supervise: bool) {
+    let (service, main, port, starting) = restart_into_a_starting_generation(supervise, &[]);
+    let _starting = KillOnDrop(starting as i32);
     // Both generations accept on the same socket: keep connections the
     // starting one took, and start a slow request on each.
     let mut held = Vec::new();
@@ -258,4 +295,45 @@ fn reexec_a_generation_starting_at_the_stop_serves_what_it_took() {
 #[test]
 fn supervised_a_worker_starting_at_the_stop_serves_what_it_took() {
     stop_while_a_generation_starts(true);
+}
+
+/// Generation 2 hangs in its startup (10 minutes); stop and kill timeouts
+/// of 1 s. It is killed at the bound, not before, and the service exits 0.
+fn a_hung_starting_generation_is_killed_at_the_bound(supervise: bool) {
+    let env = [
+        ("HANDOFF_STOP_PROBE_STARTUP", "600"),
+        ("HANDOFF_STOP_PROBE_STOP", "1"),
+    ];
+    let (mut service, main, _, starting) = restart_into_a_starting_generation(supervise, &env);
+    let _starting = KillOnDrop(starting as i32);
+    let stopped = Instant::now();
+    process::kill(main, Signal::TERM).unwrap();
+    let status = service.child.wait_exit(T30).expect("the service exits");
+    let took = stopped.elapsed();
+    assert!(status.success(), "supervise={supervise}: {status:?}");
+    assert!(
+        process::wait_gone(starting as i32, T10),
+        "the hung generation {starting} outlived the service"
+    );
+    // Re-exec: killed at the serving generation's stop timeout. Supervised:
+    // at the shutdown's bound, stop + kill + 1 s.
+    let bound = Duration::from_secs(if supervise { 3 } else { 1 });
+    assert!(
+        took >= bound && took < bound + T10,
+        "supervise={supervise}: exited {took:?} after SIGTERM, the bound is {bound:?}"
+    );
+    println!(
+        "supervise={supervise}: generation 2, hung in its startup, was killed at the bound; the \
+         service exited {status} {took:?} after SIGTERM"
+    );
+}
+
+#[test]
+fn reexec_a_hung_starting_generation_is_killed_at_the_stop_timeout() {
+    a_hung_starting_generation_is_killed_at_the_bound(false);
+}
+
+#[test]
+fn supervised_a_hung_starting_worker_is_killed_at_the_shutdown_bound() {
+    a_hung_starting_generation_is_killed_at_the_bound(true);
 }
