@@ -222,8 +222,7 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
             }
             // Under a supervisor the supervisor counts it (and tells the
             // worker that serves).
-            let supervised = self.parent.as_ref().is_some_and(ParentLink::is_supervisor);
-            if !supervised {
+            if !self.supervised() {
                 telemetry::restart(result.is_ok(), Some(took));
             }
             // The successor serves from now on: it records the duration
@@ -256,7 +255,7 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
         }
         // Under a supervisor the supervisor counts it (and tells the
         // worker that serves).
-        if !self.parent.as_ref().is_some_and(ParentLink::is_supervisor) {
+        if !self.supervised() {
             telemetry::successor_lost();
         }
         let error = Err(error);
@@ -307,6 +306,12 @@ impl<D: Drainable> Host for ProcessHost<'_, D> {
 }
 
 impl<D: Drainable> ProcessHost<'_, D> {
+    /// Whether this generation is a supervisor's worker (the supervisor
+    /// counts its restarts and losses).
+    fn supervised(&self) -> bool {
+        self.parent.as_ref().is_some_and(ParentLink::is_supervisor)
+    }
+
     /// Opens the span of a restart attempt (a child of the generation's).
     fn begin_restart(&mut self) -> tracing::Span {
         let span = tracing::info_span!(

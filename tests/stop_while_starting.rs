@@ -20,17 +20,18 @@
 
 #[allow(dead_code, reason = "this test uses part of the harness")]
 mod harness {
+    pub mod lines;
     pub mod process;
 }
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use handoff::{DrainGroup, Handoff, Launch};
+use harness::lines;
 use harness::process::{self, Reaped, Signal, T10, T30};
 
 /// How long a new generation takes to get ready once its server runs.
@@ -140,42 +141,20 @@ struct Service {
 impl Service {
     fn start(supervise: bool, env: &[(&str, &str)]) -> Service {
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--exact", "stop_probe", "--nocapture", "--test-threads=1"])
-            .env("HANDOFF_STOP_PROBE", dir.path())
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped());
+        let mut all = vec![("HANDOFF_STOP_PROBE", dir.path().as_os_str())];
+        all.extend(env.iter().map(|(k, v)| (*k, std::ffi::OsStr::new(v))));
         if supervise {
-            cmd.env("HANDOFF_STOP_PROBE_SUPERVISE", "1");
+            all.push(("HANDOFF_STOP_PROBE_SUPERVISE", "1".as_ref()));
         }
-        let mut child = Reaped(cmd.spawn().unwrap());
-        let stdout = child.0.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let (child, lines) = lines::start_probe("stop_probe", &all);
         Service { child, lines, dir }
     }
 
-    /// The next line a generation printed (libtest may have begun the line)
-    /// that starts with `prefix`, split into words (bounded: `within`).
+    /// The next line a generation printed that starts with `prefix`, split
+    /// into words (bounded: `within`).
     fn wait(&self, prefix: &str, within: Duration) -> Vec<String> {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|e| panic!("no line {prefix:?} within {within:?}: {e}"));
-            if let Some(at) = line.find(prefix) {
-                return line[at..].split_whitespace().map(str::to_owned).collect();
-            }
-        }
+        let line = lines::next_line(&self.lines, within, prefix, |_| true);
+        line.split_whitespace().map(str::to_owned).collect()
     }
 
     fn pid_file(&self) -> PathBuf {

@@ -6,17 +6,19 @@
 
 #[allow(dead_code, reason = "this test uses part of the harness")]
 mod harness {
+    pub mod lines;
     pub mod notify;
     pub mod process;
     pub mod server;
 }
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use harness::lines;
 use harness::process::{self, Reaped, Signal, T10, T30};
 use harness::server::example;
 
@@ -67,19 +69,9 @@ fn start_in(
     cmd.args(["--supervise", "--listen", "127.0.0.1:0"])
         .args(args)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap());
     configure(&mut cmd);
-    let mut child = Reaped(cmd.spawn().unwrap());
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let (child, rx) = lines::spawn_with_lines(&mut cmd);
     (child, rx, dir)
 }
 

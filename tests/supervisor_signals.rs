@@ -11,17 +11,16 @@
 
 #[allow(dead_code, reason = "this test uses part of the harness")]
 mod harness {
+    pub mod lines;
     pub mod process;
 }
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use handoff::{DrainGroup, Handoff, Launch};
-use harness::process::{self, Reaped, Signal, T10, T30};
+use harness::lines;
+use harness::process::{self, Signal, T10, T30};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// The signals forwarded, as the worker names them.
@@ -74,59 +73,20 @@ fn forward_probe() {
     });
 }
 
-/// The next line the worker printed (from `worker `: libtest may have begun
-/// the line) that `is` picks out (bounded: `within`).
-fn wait_line(
-    lines: &mpsc::Receiver<String>,
-    within: Duration,
-    is: impl Fn(&str) -> bool,
-) -> String {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let said = lines
-            .recv_timeout(left)
-            .map(|l| l.find("worker ").map(|at| l[at..].to_string()));
-        match said {
-            Ok(Some(line)) if is(&line) => return line,
-            Ok(_) => {}
-            Err(e) => panic!("no such line within {within:?}: {e}"),
-        }
-    }
-}
-
 #[test]
 fn forwarded_signals_reach_the_serving_worker_once() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("service.pid");
-    let mut supervisor = Reaped(
-        Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "forward_probe",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("HANDOFF_FORWARD_PROBE", &pid_file)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let (mut supervisor, lines) = lines::start_probe(
+        "forward_probe",
+        &[("HANDOFF_FORWARD_PROBE", pid_file.as_os_str())],
     );
     let supervisor_pid = supervisor.0.id() as i32;
-    let stdout = supervisor.0.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    // What the worker printed, from `worker ` on.
+    let wait_line =
+        |within, is: &dyn Fn(&str) -> bool| lines::next_line(&lines, within, "worker ", is);
 
-    let runs = wait_line(&lines, T30, |l| {
-        l.starts_with("worker ") && l.ends_with(" runs")
-    });
+    let runs = wait_line(T30, &|l| l.ends_with(" runs"));
     let worker: i32 = runs.split_whitespace().nth(1).unwrap().parse().unwrap();
     // The supervisor writes the pid file once the worker said ready: from
     // then on it is the serving worker.
@@ -142,7 +102,7 @@ fn forwarded_signals_reach_the_serving_worker_once() {
 
     for (signal, name) in FORWARDED {
         process::kill(supervisor_pid, signal).unwrap();
-        let got = wait_line(&lines, T10, |l| l.contains(" got "));
+        let got = wait_line(T10, &|l| l.contains(" got "));
         assert_eq!(
             got,
             format!("worker {worker} got {name}"),
@@ -152,9 +112,7 @@ fn forwarded_signals_reach_the_serving_worker_once() {
     // Nothing else happened: the same worker, which got each signal once,
     // serves on; SIGTERM stops the service cleanly.
     process::kill(supervisor_pid, Signal::TERM).unwrap();
-    let done = wait_line(&lines, T10, |l| {
-        l.contains(" got ") || l.contains(" done: ")
-    });
+    let done = wait_line(T10, &|l| l.contains(" got ") || l.contains(" done: "));
     assert_eq!(done, format!("worker {worker} done: Ok(Shutdown)"));
     let status = supervisor.wait_exit(T10).expect("the supervisor exits");
     assert!(status.success(), "{status:?}");
